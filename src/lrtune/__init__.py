@@ -1,0 +1,33 @@
+"""lrtune: tune the learning rate and the hyperparameters that move with it.
+
+Heavy modules (torch, matplotlib) load only when a name that needs them is first used, so
+``import lrtune`` and ``lrtune --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "find_lr": "lrtune.finder.range_test",
+    "FinderResult": "lrtune.finder.result",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lrtune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,92 @@
+"""``lrtune find``: the learning-rate range test on a dataset and model from the registry."""
+
+from __future__ import annotations
+
+import argparse
+
+from lrtune.cli.common import positive_float, positive_int, seed_everything
+
+EPILOG = """examples:
+  lrtune find                                   # digits, seed 000's MLP, SGD
+  lrtune find --optimizer adam --num-iters 300 --out runs/adam
+  lrtune find --optimizer sgd --momentum 0.9 --validate
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "find", help="learning-rate range test", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    p.add_argument("--start-lr", type=positive_float, default=1e-7)
+    p.add_argument("--end-lr", type=positive_float, default=10.0)
+    p.add_argument("--num-iters", type=int, default=100, help="optimizer steps (>= 2)")
+    p.add_argument("--mode", choices=["exp", "linear"], default="exp")
+    p.add_argument("--smooth", type=float, default=0.05,
+                   help="smoothing window, fraction of the sweep (default 0.05)")
+    p.add_argument("--diverge-factor", type=positive_float, default=4.0)
+    p.add_argument("--accumulation-steps", type=positive_int, default=1)
+    p.add_argument("--validate", action="store_true",
+                   help="monitor the validation loss (every --val-every steps) instead of training")
+    p.add_argument("--val-every", type=positive_int, default=1)
+    p.add_argument("--rule", default=None, help="suggestion rule (default: the measured best)")
+    p.add_argument("--out", default="runs/find", help="output folder (default runs/find)")
+    p.set_defaults(run=run)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every subcommand that builds data, model and optimizer."""
+    p.add_argument("--dataset", default="digits", help="dataset name (default digits, offline)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
+    p.add_argument("--model", default="mlp", help="model name (default mlp: 300-100 ReLU)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
+    p.add_argument("--momentum", type=float, default=0.0,
+                   help="SGD momentum (Adam: beta1 when given)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def build_setup(args):
+    """Data splits, model, optimizer and loss from the shared options."""
+    import torch
+
+    from lrtune.data import load_dataset
+    from lrtune.models import build_model
+    from lrtune.training.setup import make_loss, make_optimizer
+
+    seed_everything(args.seed)
+    splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
+    model = build_model(args.model, splits.in_features, splits.n_outputs).to(args.device)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
+                               momentum=args.momentum, weight_decay=args.weight_decay)
+    return splits, model, optimizer, make_loss(splits.task), torch.device(args.device)
+
+
+def run(args) -> int:
+    from lrtune.finder import RULES, find_lr
+    from lrtune.finder.suggest import DEFAULT_RULE
+
+    if args.num_iters < 2:
+        raise ValueError(f"--num-iters must be >= 2, got {args.num_iters}")
+    if args.end_lr <= args.start_lr:
+        raise ValueError(f"--end-lr ({args.end_lr}) must be greater than --start-lr ({args.start_lr})")
+    rule = args.rule or DEFAULT_RULE
+    if rule not in RULES:
+        raise ValueError(f"unknown --rule {rule!r}; choose from {', '.join(RULES)}")
+    splits, model, optimizer, loss_fn, device = build_setup(args)
+    result = find_lr(
+        model, optimizer, loss_fn, splits.train, start_lr=args.start_lr, end_lr=args.end_lr,
+        num_iters=args.num_iters, mode=args.mode, batch_size=args.batch_size, smooth=args.smooth,
+        diverge_factor=args.diverge_factor, accumulation_steps=args.accumulation_steps,
+        val_data=splits.valid if args.validate else None, val_every=args.val_every, rule=rule,
+        seed=args.seed, device=device,
+    )
+    png, js = result.save(args.out)
+    print(f"range test on {splits.name} ({args.model}, {args.optimizer}): {result.summary()}")
+    for name, lr in result.suggestions.items():
+        print(f"  {name:<11} {'-' if lr is None else f'{lr:.3g}'}")
+    print(f"wrote {png} and {js}")
+    return 0

@@ -1,0 +1,252 @@
+"""The learning-rate range test: grow the rate every optimizer step and record the loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lrtune.data.batching import as_batches
+from lrtune.finder import suggest
+from lrtune.finder.result import FinderResult
+from lrtune.finder.snapshot import Snapshot
+
+
+def lr_at(step: int, *, start_lr: float, end_lr: float, num_iters: int, mode: str) -> float:
+    """The rate at ``step`` (0-based) of a sweep from ``start_lr`` to ``end_lr`` in ``num_iters``.
+
+    Examples:
+        >>> lr_at(0, start_lr=1e-4, end_lr=1.0, num_iters=5, mode="exp")
+        0.0001
+        >>> round(lr_at(2, start_lr=1e-4, end_lr=1.0, num_iters=5, mode="exp"), 12)
+        0.01
+        >>> lr_at(4, start_lr=0.0, end_lr=1.0, num_iters=5, mode="linear")
+        1.0
+    """
+    t = step / (num_iters - 1)
+    if mode == "exp":
+        return start_lr * (end_lr / start_lr) ** t
+    return start_lr + (end_lr - start_lr) * t
+
+
+def _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
+                accumulation_steps, val_every) -> None:
+    def bad(name, value, rule):
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+
+    if not (isinstance(start_lr, int | float) and math.isfinite(start_lr) and start_lr > 0):
+        bad("start_lr", start_lr, "a finite number > 0")
+    if not (isinstance(end_lr, int | float) and math.isfinite(end_lr) and end_lr > start_lr):
+        bad("end_lr", end_lr, f"a finite number > start_lr ({start_lr})")
+    if not isinstance(num_iters, int) or num_iters < 2:
+        bad("num_iters", num_iters, "an integer >= 2")
+    if mode not in ("exp", "linear"):
+        bad("mode", mode, "'exp' or 'linear'")
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        bad("batch_size", batch_size, "an integer > 0")
+    if not (0 <= smooth < 1):
+        bad("smooth", smooth, "in [0, 1)")
+    if not diverge_factor > 1:
+        bad("diverge_factor", diverge_factor, "> 1")
+    if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+        bad("accumulation_steps", accumulation_steps, "an integer >= 1")
+    if not isinstance(val_every, int) or val_every < 1:
+        bad("val_every", val_every, "an integer >= 1")
+
+
+def _endless(batches) -> Iterator:
+    """Cycle through the batches, starting a new pass whenever one ends."""
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("data is empty: it yielded no batch")
+
+
+def _to(batch, device):
+    x, y = batch[0], batch[1]
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def find_lr(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_iters: int = 100,
+    mode: str = "exp",
+    batch_size: int = 32,
+    smooth: float = 0.05,
+    diverge_factor: float = 4.0,
+    val_data=None,
+    val_every: int = 1,
+    accumulation_steps: int = 1,
+    restore: bool = True,
+    rule: str = suggest.DEFAULT_RULE,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> FinderResult:
+    """Run a learning-rate range test and suggest a rate.
+
+    The rate of the first param group goes from ``start_lr`` to ``end_lr`` over ``num_iters``
+    optimizer steps (geometrically for ``mode="exp"``, evenly for ``"linear"``); every other
+    group is scaled by the same factor, so the ratios between groups are kept. The sweep stops
+    early when the loss is non-finite or the online-smoothed loss exceeds ``diverge_factor``
+    times its best.
+
+    Args:
+        model, optimizer, loss_fn: as in a training loop; ``loss_fn(model(x), y)``.
+        data: a ``DataLoader`` or an ``(X, y)`` pair of tensors (batched in memory with
+            ``batch_size`` in a seeded order). Iteration wraps around when one pass is too short.
+        start_lr, end_lr, num_iters, mode: the sweep.
+        smooth: smoothing window as a fraction of the sweep's points (0 turns it off).
+        diverge_factor: stop once the smoothed loss exceeds this multiple of its best.
+        val_data: optional ``(X, y)`` or ``DataLoader``; when given, the fixed validation set
+            is evaluated every ``val_every`` steps and that curve is the one the rules read.
+        accumulation_steps: micro-batches per optimizer step; the rate advances per step.
+        restore: put model, optimizer and torch RNG back exactly as they were afterwards.
+        rule: the suggestion rule behind ``suggested_lr`` (see :mod:`lrtune.finder.suggest`).
+        seed: seed of the in-memory batch order.
+        device: where batches go; defaults to the device of the model's first parameter.
+
+    Returns:
+        A :class:`FinderResult`.
+
+    Raises:
+        ValueError: bad arguments, or empty data.
+        FloatingPointError: the loss is not finite at the very first step.
+    """
+    _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
+                accumulation_steps, val_every)
+    if rule not in suggest.RULES:
+        raise ValueError(f"rule must be one of {', '.join(suggest.RULES)}, got {rule!r}")
+    groups = optimizer.param_groups
+    base = float(groups[0]["lr"])
+    if base <= 0:
+        raise ValueError(f"the first param group's lr must be > 0 to keep group ratios, got {base}")
+    ratios = [float(g["lr"]) / base for g in groups]
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+
+    batches = _endless(as_batches(data, batch_size, shuffle=True, seed=seed))
+    val_batches = None
+    if val_data is not None:
+        val_batches = [_to(b, device) for b in as_batches(val_data, batch_size, shuffle=False)]
+        if not val_batches:
+            raise ValueError("val_data is empty: it yielded no batch")
+
+    snapshot = Snapshot(model, optimizer) if restore else None
+    try:
+        curve = _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device,
+                       start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode,
+                       smooth=smooth, diverge_factor=diverge_factor, val_every=val_every,
+                       accumulation_steps=accumulation_steps)
+    finally:
+        if snapshot is not None:
+            snapshot.restore()
+    settings = dict(start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode,
+                    batch_size=batch_size, smooth=smooth, diverge_factor=diverge_factor,
+                    val_every=val_every if val_batches else None,
+                    accumulation_steps=accumulation_steps, seed=seed,
+                    optimizer=type(optimizer).__name__)
+    return analyse(curve, rule=rule, smooth=smooth, settings=settings)
+
+
+def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, start_lr, end_lr,
+           num_iters, mode, smooth, diverge_factor, val_every, accumulation_steps) -> dict:
+    """The loop itself. Returns the raw curves and why it stopped."""
+    groups = optimizer.param_groups
+    n_points = num_iters if val_batches is None else -(-num_iters // val_every)
+    alpha = 2.0 / (max(1.0, smooth * n_points) + 1.0)  # online EMA, for the divergence test only
+    avg, best = 0.0, math.inf
+    train_lrs: list[float] = []
+    train_losses: list[float] = []
+    lrs: list[float] = []
+    losses: list[float] = []
+    stop_reason, stop_lr = "finished", lr_at(num_iters - 1, start_lr=start_lr, end_lr=end_lr,
+                                             num_iters=num_iters, mode=mode)
+    model.train()
+    for step in range(num_iters):
+        lr = lr_at(step, start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode)
+        for group, ratio in zip(groups, ratios, strict=True):
+            group["lr"] = lr * ratio
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(accumulation_steps):
+            x, y = _to(next(batches), device)
+            loss = loss_fn(model(x), y)
+            (loss / accumulation_steps).backward() if accumulation_steps > 1 else loss.backward()
+            total += loss.item()
+        train_loss = total / accumulation_steps
+        if not math.isfinite(train_loss):
+            if step == 0:
+                raise FloatingPointError(
+                    f"the loss is {train_loss} at the first step (lr={lr:.3g}); "
+                    "lower start_lr or check the data, the model and the loss"
+                )
+            stop_reason, stop_lr = "non_finite", lr
+            break
+        optimizer.step()
+        train_lrs.append(lr)
+        train_losses.append(train_loss)
+
+        if val_batches is None:
+            point = train_loss
+        elif step % val_every == 0 or step == num_iters - 1:
+            point = _evaluate(model, loss_fn, val_batches)
+            if not math.isfinite(point):
+                stop_reason, stop_lr = "non_finite", lr
+                break
+        else:
+            continue
+        lrs.append(lr)
+        losses.append(point)
+        avg = point if len(losses) == 1 else alpha * point + (1 - alpha) * avg
+        best = min(best, avg)
+        if avg > diverge_factor * best and len(losses) > 1:
+            stop_reason, stop_lr = "diverged", lr
+            break
+    return dict(lrs=lrs, losses=losses, train_lrs=train_lrs, train_losses=train_losses,
+                stop_reason=stop_reason, stop_lr=stop_lr,
+                monitor="train" if val_batches is None else "valid")
+
+
+@torch.no_grad()
+def _evaluate(model, loss_fn, val_batches) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in val_batches:
+        total += loss_fn(model(x), y).item() * len(y)
+        count += len(y)
+    model.train()
+    return total / count
+
+
+def analyse(curve: dict[str, Any], *, rule: str, smooth: float, settings: dict) -> FinderResult:
+    """Smooth the monitored curve, run every rule, and decide the verdict."""
+    lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
+    smoothed = suggest.smooth_curve(losses, window=smooth * max(len(losses), 1))
+    verdict, reason = suggest.verdict(lrs, losses, smoothed)
+    suggestions = suggest.suggest_all(lrs, smoothed) if verdict == "ok" or len(lrs) >= 3 else {
+        name: None for name in suggest.RULES
+    }
+    chosen = suggestions.get(rule) if verdict == "ok" else None
+    if verdict == "ok" and chosen is None:
+        verdict, reason = "inconclusive", f"the {rule} rule found no point on this curve"
+    return FinderResult(
+        lrs=lrs.tolist(), losses=losses.tolist(), smoothed_losses=smoothed.tolist(),
+        train_lrs=list(curve["train_lrs"]), train_losses=list(curve["train_losses"]),
+        stop_reason=curve["stop_reason"], stop_lr=float(curve["stop_lr"]),
+        suggestions=suggestions, rule=rule, suggested_lr=chosen, verdict=verdict, reason=reason,
+        monitor=curve["monitor"], settings=settings,
+    )

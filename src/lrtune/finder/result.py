@@ -1,0 +1,122 @@
+"""FinderResult: what a range test measured, what it suggests, and how to save and show it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class FinderResult:
+    """The outcome of :func:`lrtune.find_lr`.
+
+    Attributes:
+        lrs: learning rate of the first param group at each point of the monitored curve.
+        losses: the monitored raw loss at each point (training loss, or validation loss in
+            validation mode).
+        smoothed_losses: ``losses`` after zero-lag smoothing; the rules read this curve.
+        train_lrs, train_losses: every optimizer step's rate and training loss.
+        stop_reason: ``"finished"``, ``"diverged"`` or ``"non_finite"``.
+        stop_lr: the rate of the last step taken (the one that diverged or went non-finite).
+        suggestions: the value of every rule (``None`` where a rule found nothing).
+        rule: the rule whose value is ``suggested_lr``.
+        suggested_lr: the suggestion, or ``None`` when the verdict is inconclusive.
+        verdict: ``"ok"`` or ``"inconclusive"``; ``reason`` says why when inconclusive.
+        settings: the arguments the sweep ran with.
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed_losses: list[float]
+    train_lrs: list[float]
+    train_losses: list[float]
+    stop_reason: str
+    stop_lr: float
+    suggestions: dict[str, float | None]
+    rule: str
+    suggested_lr: float | None
+    verdict: str
+    reason: str = ""
+    monitor: str = "train"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for people: the suggestion and the verdict."""
+        if self.suggested_lr is None:
+            return f"inconclusive: {self.reason}"
+        return (
+            f"suggested lr {self.suggested_lr:.3g} ({self.rule}); verdict ok; "
+            f"stopped: {self.stop_reason} at lr {self.stop_lr:.3g}"
+        )
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({"format_version": FORMAT_VERSION, **asdict(self)})
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Return the result as JSON text; also write it to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> FinderResult:
+        """Read a result from JSON text or from a file path."""
+        text = str(source)
+        if not text.lstrip().startswith("{"):
+            text = Path(source).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a range-test result (invalid JSON: {exc})") from None
+        data.pop("format_version", None)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"not a range-test result ({exc})") from None
+
+    # -- figures -------------------------------------------------------------------------
+    def plot(self, ax=None):
+        """Loss against lr (log axis): raw and smoothed curves, the minimum, every suggestion.
+
+        Returns the matplotlib Figure.
+        """
+        from lrtune.plots import plot_finder
+
+        return plot_finder(self, ax=ax)
+
+    def save(self, out_dir: str | Path, stem: str = "lr_find") -> tuple[Path, Path]:
+        """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""
+        import matplotlib.pyplot as plt
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        png, js = out / f"{stem}.png", out / f"{stem}.json"
+        fig = self.plot()
+        fig.savefig(png, dpi=300, bbox_inches="tight")
+        plt.close(fig)
+        self.to_json(js)
+        return png, js
+
+    @property
+    def min_loss_lr(self) -> float:
+        return float(self.lrs[int(np.argmin(self.smoothed_losses))])

@@ -1,0 +1,44 @@
+"""One CPU copy of model, optimizer and RNG state, put back bit-for-bit."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def _to_cpu(obj):
+    """Deep-copy a (nested) state dict, moving every tensor to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+class Snapshot:
+    """Capture now, ``restore()`` later: parameters, buffers, optimizer state, RNG, train mode.
+
+    Only one copy is held, on the CPU, whatever device the model lives on.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.model_state = _to_cpu(model.state_dict())
+        self.optimizer_state = _to_cpu(optimizer.state_dict()) if optimizer else None
+        self.modes = {name: m.training for name, m in model.named_modules()}
+        self.cpu_rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.model_state)
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(self.optimizer_state)
+        for name, m in self.model.named_modules():
+            m.training = self.modes.get(name, m.training)
+        torch.set_rng_state(self.cpu_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)

@@ -1,0 +1,137 @@
+"""Suggestion rules: pure functions of ``(lrs, losses)``.
+
+Every rule takes the learning rates of the sweep and the *smoothed* loss at each of them
+(see :func:`smooth_curve`) and returns one learning rate, or ``None`` when the curve gives the
+rule nothing to work with. Rules look at ``x = log10(lr)`` and ``y = loss``; ``m`` is the index
+of the minimum of ``y``.
+
+- ``steepest``: the rate where the loss falls fastest per decade, ``argmin dy/dx`` over ``[0, m]``.
+- ``valley``: the middle (in log-lr) of the longest run of consecutive decreases of ``y``.
+- ``min_div_10``: a tenth of the rate at the minimum, ``lr[m] / 10``.
+- ``half_turn`` (seed 000): half the rate where the loss turns up, ``lr[m] / 2``.
+
+:func:`verdict` says whether the curve supports any suggestion at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+DEFAULT_RULE = "valley"
+MIN_RELATIVE_DROP = 0.05  # a curve that falls less than this (relative) is "flat"
+MIN_DROP_OVER_NOISE = 3.0  # the fall must be this many noise standard deviations
+MIN_POINTS = 8
+
+
+def _xy(lrs, losses) -> tuple[np.ndarray, np.ndarray]:
+    x = np.log10(np.asarray(lrs, dtype=np.float64))
+    y = np.asarray(losses, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"lrs and losses must be 1-D of one length, got {x.shape} and {y.shape}")
+    return x, y
+
+
+def steepest(lrs, losses) -> float | None:
+    """The rate of steepest descent of the loss with respect to log10(lr), before the minimum."""
+    x, y = _xy(lrs, losses)
+    m = int(np.argmin(y))
+    if m < 2:
+        return None
+    slope = np.gradient(y[: m + 1], x[: m + 1])
+    i = int(np.argmin(slope))
+    return float(lrs[i]) if slope[i] < 0 else None
+
+
+def valley(lrs, losses) -> float | None:
+    """The log-midpoint of the longest run of consecutive decreases of the loss."""
+    _, y = _xy(lrs, losses)
+    falling = np.diff(y) < 0
+    best_start, best_len, start = 0, 0, None
+    for i, down in enumerate([*falling, False]):
+        if down and start is None:
+            start = i
+        elif not down and start is not None:
+            if i - start > best_len:
+                best_start, best_len = start, i - start
+            start = None
+    if best_len < 2:
+        return None
+    # the run covers points best_start .. best_start + best_len; take the middle point
+    return float(lrs[best_start + best_len // 2])
+
+
+def min_div_10(lrs, losses) -> float | None:
+    """A tenth of the rate at which the loss is lowest."""
+    _, y = _xy(lrs, losses)
+    return float(lrs[int(np.argmin(y))]) / 10.0
+
+
+def half_turn(lrs, losses) -> float | None:
+    """Seed 000: half the rate at which the loss turns up (its minimum)."""
+    _, y = _xy(lrs, losses)
+    return float(lrs[int(np.argmin(y))]) / 2.0
+
+
+RULES: dict[str, Callable[..., float | None]] = {
+    "steepest": steepest,
+    "valley": valley,
+    "min_div_10": min_div_10,
+    "half_turn": half_turn,
+}
+
+
+def smooth_curve(losses, window: float) -> np.ndarray:
+    """Zero-lag Gaussian smoothing; ``window`` is the kernel's width in points (≈ 2 sigma).
+
+    Centred, so the smoothed curve is not shifted towards higher rates the way an online
+    exponential average is; edges are padded with the end values.
+
+    Examples:
+        >>> smooth_curve([1.0, 1.0, 1.0], window=5).tolist()
+        [1.0, 1.0, 1.0]
+    """
+    y = np.asarray(losses, dtype=np.float64)
+    sigma = window / 2.0
+    if sigma < 0.5 or len(y) < 3:
+        return y.copy()
+    radius = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(y, radius, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def verdict(lrs, raw_losses, smoothed) -> tuple[str, str]:
+    """``("ok", "")`` when the curve shows a clear descent, else ``("inconclusive", reason)``."""
+    _, y = _xy(lrs, smoothed)
+    raw = np.asarray(raw_losses, dtype=np.float64)
+    if len(y) < MIN_POINTS:
+        return "inconclusive", (
+            f"too few points ({len(y)}): the sweep stopped early; lower start_lr or end_lr"
+        )
+    m = int(np.argmin(y))
+    top = float(np.max(y[: m + 1]))
+    drop = top - float(y[m])
+    if m < 2 or drop <= 0:
+        return "inconclusive", "no descent: the loss rose from the first steps; lower start_lr"
+    relative = drop / max(abs(top), 1e-12)
+    if relative < MIN_RELATIVE_DROP:
+        return "inconclusive", (
+            f"flat: the smoothed loss fell only {100 * relative:.1f}% over the sweep; "
+            "widen the range or check that the model can learn"
+        )
+    residual = raw[: m + 1] - y[: m + 1]
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    if drop < MIN_DROP_OVER_NOISE * noise:
+        return "inconclusive", (
+            f"too noisy: the loss fell by {drop:.3g} but its noise is {noise:.3g}; "
+            "use more iterations, a larger batch or validation mode"
+        )
+    return "ok", ""
+
+
+def suggest_all(lrs, smoothed) -> dict[str, float | None]:
+    """The value of every rule on one smoothed curve."""
+    return {name: rule(lrs, smoothed) for name, rule in RULES.items()}

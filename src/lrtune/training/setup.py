@@ -1,0 +1,34 @@
+"""Build optimizers and losses by name (shared by the CLI, benchmarks and examples)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def make_optimizer(name: str, params, *, lr: float, momentum: float = 0.0,
+                   weight_decay: float = 0.0, nesterov: bool = False) -> torch.optim.Optimizer:
+    """``sgd`` (with ``momentum``/``nesterov``), ``adam`` or ``adamw``.
+
+    For Adam/AdamW a non-zero ``momentum`` sets beta1, the quantity that plays its role.
+    """
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov)
+    if name in ("adam", "adamw"):
+        betas = (momentum if momentum else 0.9, 0.999)
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        kwargs = {} if name == "adamw" and not weight_decay else {"weight_decay": weight_decay}
+        return cls(params, lr=lr, betas=betas, **kwargs)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def make_loss(task: str) -> nn.Module:
+    """Cross-entropy for classification, mean squared error for regression."""
+    if task == "classification":
+        return nn.CrossEntropyLoss()
+    if task == "regression":
+        return nn.MSELoss()
+    raise ValueError(f"unknown task {task!r}; expected 'classification' or 'regression'")
