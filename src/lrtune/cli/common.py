@@ -47,5 +47,5 @@ def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 -- user code may rely on the legacy global RNG
     torch.manual_seed(seed)

@@ -72,7 +72,9 @@ def run(args) -> int:
     if args.num_iters < 2:
         raise ValueError(f"--num-iters must be >= 2, got {args.num_iters}")
     if args.end_lr <= args.start_lr:
-        raise ValueError(f"--end-lr ({args.end_lr}) must be greater than --start-lr ({args.start_lr})")
+        raise ValueError(
+            f"--end-lr ({args.end_lr}) must be greater than --start-lr ({args.start_lr})"
+        )
     rule = args.rule or DEFAULT_RULE
     if rule not in RULES:
         raise ValueError(f"unknown --rule {rule!r}; choose from {', '.join(RULES)}")

@@ -1,4 +1,4 @@
-"""Fast in-memory batching of tensors: the ``(X, y)`` path used everywhere instead of a DataLoader."""
+"""Fast in-memory batching of tensors: the ``(X, y)`` path, used wherever no DataLoader is given."""
 
 from __future__ import annotations
 

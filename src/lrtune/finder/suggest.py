@@ -89,8 +89,8 @@ def smooth_curve(losses, window: float) -> np.ndarray:
     exponential average is; edges are padded with the end values.
 
     Examples:
-        >>> smooth_curve([1.0, 1.0, 1.0], window=5).tolist()
-        [1.0, 1.0, 1.0]
+        >>> smooth_curve([0.0, 0.0, 3.0, 0.0, 0.0], window=2).round(3).tolist()
+        [0.162, 0.726, 1.197, 0.726, 0.162]
     """
     y = np.asarray(losses, dtype=np.float64)
     sigma = window / 2.0
@@ -112,7 +112,9 @@ def verdict(lrs, raw_losses, smoothed) -> tuple[str, str]:
             f"too few points ({len(y)}): the sweep stopped early; lower start_lr or end_lr"
         )
     m = int(np.argmin(y))
-    top = float(np.max(y[: m + 1]))
+    # the starting level: a robust average of the first few raw points (noise must not count
+    # as descent)
+    top = float(np.median(raw[: max(3, len(raw) // 20)]))
     drop = top - float(y[m])
     if m < 2 or drop <= 0:
         return "inconclusive", "no descent: the loss rose from the first steps; lower start_lr"

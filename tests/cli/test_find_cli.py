@@ -1,0 +1,51 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lrtune.cli import main
+
+
+def test_find_writes_plot_and_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["find", "--momentum", "0.9", "--num-iters", "60", "--start-lr", "1e-5",
+                 "--out", str(out)])
+    assert code == 0
+    data = json.loads((out / "lr_find.json").read_text())
+    assert {"lrs", "losses", "suggested_lr", "verdict"} <= data.keys()
+    assert len(data["lrs"]) == len(data["losses"]) <= 60
+    assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "range test on digits (mlp, sgd)" in printed
+    assert ("suggested lr" in printed) == (data["verdict"] == "ok")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--start-lr", "0"], "argument --start-lr: must be a finite number > 0, got 0"),
+        (["--start-lr", "1e-2", "--end-lr", "1e-3"], "--end-lr (0.001) must be greater than"),
+        (["--num-iters", "1"], "--num-iters must be >= 2, got 1"),
+        (["--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--model", "resnet"], "unknown model 'resnet'"),
+        (["--optimizer", "lion"], "argument --optimizer: invalid choice: 'lion'"),
+        (["--rule", "magic"], "unknown --rule 'magic'"),
+    ],
+)
+def test_bad_arguments_print_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(["find", "--out", str(tmp_path), *argv]))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "lr_find.json").exists()
+
+
+def test_python_dash_m_is_the_same_command():
+    done = subprocess.run([sys.executable, "-m", "lrtune", "find", "--num-iters", "0"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "lrtune find: error: --num-iters must be >= 2, got 0"
