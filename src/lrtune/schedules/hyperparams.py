@@ -53,7 +53,7 @@ def get_hyperparam(group: Mapping[str, Any], key: str) -> float:
 
 
 def set_hyperparam(group: dict[str, Any], key: str, value: float) -> None:
-    """Write ``value`` to ``key`` of ``group``; a tensor entry (``capturable``) is filled in place."""
+    """Write ``value`` to ``key`` of ``group``; a tensor entry (capturable) is filled in place."""
     slot = _slot(group, key)
     if slot is None:
         raise ValueError(f"param group has no hyperparameter {key!r}")
@@ -77,7 +77,8 @@ def _check_group_scales(scales, keys, n_groups: int) -> dict[str, list[float]]:
         values = list(values)
         if len(values) != n_groups:
             raise ValueError(
-                f"group_scales[{key!r}] needs one scale per param group ({n_groups}), got {values!r}"
+                f"group_scales[{key!r}] needs one scale per param group ({n_groups}), "
+                f"got {values!r}"
             )
         out[key] = [check_value(f"group_scales[{key!r}]", v) for v in values]
     return out

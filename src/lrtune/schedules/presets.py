@@ -54,12 +54,13 @@ def _one_cycle_phases(values: list[tuple[float, float]], total_steps: int, pct_s
     if three_phase:
         ends.insert(1, 2 * pct_start * total_steps - 2)
     starts = [0.0, *ends[:-1]]
-    if any(e <= s for s, e in zip(starts, ends)):
+    if any(e <= s for s, e in zip(starts, ends, strict=True)):
         raise ValueError(
             f"total_steps={total_steps} with pct_start={pct_start} leaves a one-cycle phase "
             f"with no steps (phases end at {[round(e, 3) for e in ends]})"
         )
-    pieces = [_anneal(a, b, e - s, anneal_strategy) for (a, b), s, e in zip(values, starts, ends)]
+    pieces = [_anneal(a, b, e - s, anneal_strategy)
+              for (a, b), s, e in zip(values, starts, ends, strict=True)]
     return join(pieces, ends[:-1])
 
 
@@ -80,7 +81,9 @@ def one_cycle(peak_value: float, total_steps: int, *, pct_start: float = 0.3,
     peak = check_positive("peak_value", peak_value)
     init = peak / check_positive("div_factor", div_factor)
     end = init / check_positive("final_div_factor", final_div_factor)
-    values = [(init, peak), (peak, init), (init, end)] if three_phase else [(init, peak), (peak, end)]
+    values = [(init, peak), (peak, end)]
+    if three_phase:
+        values = [(init, peak), (peak, init), (init, end)]
     return _one_cycle_phases(values, total_steps, pct_start, anneal_strategy, three_phase)
 
 
@@ -104,7 +107,7 @@ def one_cycle_momentum(total_steps: int, *, base_value: float = 0.85, max_value:
 
 
 def with_warmup(schedule: Schedule, warmup_steps: float, init_value: float = 0.0) -> Schedule:
-    """Linear warmup from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then ``schedule``.
+    """Linear warmup ``init_value -> schedule(0)`` over ``warmup_steps``, then ``schedule``.
 
     Examples:
         >>> s = with_warmup(constant(0.5), warmup_steps=5)
@@ -119,8 +122,8 @@ def with_warmup(schedule: Schedule, warmup_steps: float, init_value: float = 0.0
 
 def warmup_cosine(peak_value: float, warmup_steps: int, total_steps: int, *,
                   init_value: float = 0.0, end_value: float = 0.0) -> Schedule:
-    """Linear warmup ``init_value -> peak_value`` over ``warmup_steps``, then cosine to ``end_value``
-    at the last step ``total_steps - 1``.
+    """Linear warmup ``init_value -> peak_value`` over ``warmup_steps``, then cosine down to
+    ``end_value`` at the last step ``total_steps - 1``.
 
     Examples:
         >>> s = warmup_cosine(1.0, warmup_steps=2, total_steps=7)

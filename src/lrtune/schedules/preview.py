@@ -10,7 +10,7 @@ import numpy as np
 from lrtune.schedules.presets import check_total_steps
 from lrtune.schedules.primitives import Schedule
 
-JUMP_RATIO = 4.0  # a change this many times the median change per step is a jump ...
+JUMP_RATIO = 4.0  # a change this many times both neighbouring changes is a jump ...
 JUMP_MIN_FRACTION = 0.05  # ... if it also exceeds this fraction of the whole range
 
 
@@ -32,25 +32,28 @@ def schedule_values(schedules: Schedule | Mapping[str, Schedule],
 def find_jumps(values: Sequence[float]) -> list[int]:
     """Steps ``t`` where the value jumps between ``t - 1`` and ``t``.
 
-    A jump is a change larger than both ``JUMP_RATIO`` times the median change per step and
-    ``JUMP_MIN_FRACTION`` of the range: a step decay or a warm restart, not a smooth cosine
-    (whose largest change is only pi/2 times its mean one).
+    A jump is a change more than ``JUMP_RATIO`` times the changes on either side of it and
+    more than ``JUMP_MIN_FRACTION`` of the range: a step decay, a warm restart, pieces of a
+    join that do not meet; not a smooth curve, a kink or the start of a ramp (whose
+    neighbouring changes are alike).
 
     Examples:
         >>> find_jumps([1.0] * 5 + [0.1] * 5)
         [5]
-        >>> find_jumps([1.0, 0.9, 0.7, 0.5, 0.3, 0.1])
+        >>> find_jumps([1.0, 1.0, 0.9, 0.7, 0.5, 0.3, 0.1, 0.1])
         []
     """
     v = np.asarray(values, dtype=np.float64)
     if v.size < 3:
         return []
-    change = np.abs(np.diff(v))
     spread = float(np.nanmax(v) - np.nanmin(v))
     if not spread > 0:
         return []
-    bar = max(JUMP_RATIO * float(np.median(change)), JUMP_MIN_FRACTION * spread)
-    return [int(i) + 1 for i in np.flatnonzero(change > bar)]
+    change = np.abs(np.diff(v))
+    padded = np.concatenate([[0.0], change, [0.0]])
+    neighbours = np.maximum(padded[:-2], padded[2:])
+    big = (change > JUMP_RATIO * neighbours) & (change > JUMP_MIN_FRACTION * spread)
+    return [int(i) + 1 for i in np.flatnonzero(big)]
 
 
 def schedule_table(values: Mapping[str, Sequence[float]], rows: int = 11) -> str:
@@ -66,7 +69,7 @@ def schedule_table(values: Mapping[str, Sequence[float]], rows: int = 11) -> str
     """
     n = len(next(iter(values.values())))
     jumps = {key: set(find_jumps(v)) for key, v in values.items()}
-    steps = {int(round(s)) for s in np.linspace(0, n - 1, min(rows, n))}
+    steps = {round(s) for s in np.linspace(0, n - 1, min(rows, n))}
     for found in jumps.values():
         steps |= found | {t - 1 for t in found}
     lines = [f"{'step':>5}" + "".join(f"{key:>12}" for key in values)]
@@ -97,7 +100,7 @@ def plot_schedule(schedules: Schedule | Mapping[str, Schedule], total_steps: int
     fig, axes = plt.subplots(len(values), 1, sharex=True, squeeze=False,
                              figsize=(7, 2.2 + 1.8 * len(values)))
     steps = np.arange(total_steps)
-    for ax, (key, v) in zip(axes[:, 0], values.items()):
+    for ax, (key, v) in zip(axes[:, 0], values.items(), strict=True):
         ax.plot(steps, v, color="tab:blue", lw=1.8, marker="." if total_steps <= 60 else None)
         jumps = find_jumps(v)
         for t in jumps:

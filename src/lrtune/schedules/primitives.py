@@ -17,6 +17,7 @@ import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 Schedule = Callable[[float], float]
 
@@ -53,7 +54,7 @@ def check_increasing(name: str, values: Sequence[float]) -> list[float]:
     """``values`` when they are finite, > 0 and strictly increasing, else ``ValueError``."""
     values = list(values)
     ok = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
-    if not ok or (values and values[0] <= 0) or any(b <= a for a, b in zip(values, values[1:])):
+    if not ok or (values and values[0] <= 0) or any(b <= a for a, b in pairwise(values)):
         raise ValueError(f"{name} must be > 0 and strictly increasing, got {values!r}")
     return values
 
@@ -96,9 +97,11 @@ class Linear:
         check_steps("steps", self.steps)
 
     def __call__(self, step: float) -> float:
-        if step >= self.steps:  # exact end value, no rounding
+        if step <= 0:  # exact endpoints, no rounding
+            return self.init_value
+        if step >= self.steps:
             return self.end_value
-        frac = max(step, 0) / self.steps
+        frac = step / self.steps
         return self.init_value + (self.end_value - self.init_value) * frac
 
 
@@ -153,8 +156,11 @@ class Cosine:
         check_steps("steps", self.steps)
 
     def __call__(self, step: float) -> float:
-        t = min(max(step, 0), self.steps)
-        cos_out = 1 + math.cos(math.pi * t / self.steps)
+        if step <= 0:  # exact endpoints, no rounding
+            return self.init_value
+        if step >= self.steps:
+            return self.end_value
+        cos_out = 1 + math.cos(math.pi * step / self.steps)
         return self.end_value + (self.init_value - self.end_value) * cos_out / 2
 
 
@@ -182,7 +188,11 @@ class Polynomial:
         object.__setattr__(self, "power", check_positive("power", self.power))
 
     def __call__(self, step: float) -> float:
-        frac = 1.0 - min(max(step, 0), self.steps) / self.steps
+        if step <= 0:
+            return self.init_value
+        if step >= self.steps:
+            return self.end_value
+        frac = 1.0 - step / self.steps
         return self.end_value + (self.init_value - self.end_value) * frac**self.power
 
 
@@ -240,7 +250,8 @@ def constant(value: float) -> Constant:
 
 
 def linear(init_value: float, end_value: float, steps: float) -> Linear:
-    """Linear from ``init_value`` (step 0) to ``end_value`` (step ``steps``); see :class:`Linear`."""
+    """Linear from ``init_value`` (step 0) to ``end_value`` (step ``steps``); see :class:`Linear`.
+    """
     return Linear(init_value, end_value, steps)
 
 
@@ -264,6 +275,7 @@ def step_decay(init_value: float, step_size: float, gamma: float = 0.1) -> StepD
     return StepDecay(init_value, step_size, gamma)
 
 
-def multistep_decay(init_value: float, milestones: Sequence[float], gamma: float = 0.1) -> MultiStep:
+def multistep_decay(init_value: float, milestones: Sequence[float],
+                    gamma: float = 0.1) -> MultiStep:
     """Multiply by ``gamma`` at each milestone (torch's ``MultiStepLR``)."""
     return MultiStep(init_value, tuple(milestones), gamma)
