@@ -15,6 +15,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "find_lr": "lrtune.finder.range_test",
     "FinderResult": "lrtune.finder.result",
+    "HyperparamScheduler": "lrtune.schedules.hyperparams",
+    "ReduceLROnPlateau": "lrtune.schedules.hyperparams",
+    "TorchScheduler": "lrtune.schedules.torch_compat",
+    "named_schedule": "lrtune.schedules.presets",
+    "plot_schedule": "lrtune.schedules.preview",
 }
 
 __all__ = ["__version__", *_EXPORTS]
