@@ -70,6 +70,14 @@ class TensorBatches:
                 yield self.X[start : start + bs], self.y[start : start + bs]
 
 
+    def state_dict(self) -> dict:
+        """How many passes have started: restoring it replays the same permutations."""
+        return {"passes": self.passes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.passes = int(state["passes"])
+
+
 def as_batches(data, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last=False):
     """Accept a ``DataLoader`` (returned as is) or an ``(X, y)`` pair (wrapped in TensorBatches)."""
     if isinstance(data, DataLoader | TensorBatches):

@@ -31,7 +31,7 @@ STYLE_RANGES = {
     "iris": (0.0, 0.2),
     "lips": (0.15, 0.4),
     "eye_open": (0.07, 0.12),  # eye half-height, fraction of the eye distance
-    "iris_radius": (0.07, 0.11),
+    "iris_radius": (0.09, 0.13),
     "brow_width": (0.04, 0.08),
     "nostril_radius": (0.04, 0.07),
     "head_width": (1.05, 1.3),  # head semi-axes, in eye distances
