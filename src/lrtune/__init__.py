@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "find_lr": "lrtune.finder.range_test",
     "FinderResult": "lrtune.finder.result",
+    "load_dataset": "lrtune.data",
+    "make_augment": "lrtune.data.augment",
+    "read_idx": "lrtune.data.idx",
 }
 
 __all__ = ["__version__", *_EXPORTS]

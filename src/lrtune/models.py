@@ -50,7 +50,8 @@ def keypoint_cnn(input_shape: Sequence[int], n_outputs: int, *,
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"input_shape must be (C, H, W) or (H, W) images, got {tuple(input_shape)}")
+        raise ValueError(
+            f"input_shape must be (C, H, W) or (H, W) images, got {tuple(input_shape)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     c, h, w = shape

@@ -38,7 +38,8 @@ def test_does_not_modify_the_callers_tensors():
     x, y = batch()
     x0, y0 = x.clone(), y.clone()
     seeded()(x, y)
-    assert torch.equal(x, x0) and torch.equal(y, y0)
+    assert torch.equal(x, x0)
+    assert torch.equal(y, y0)
 
 
 def test_flipping_twice_with_the_same_draw_is_the_identity():
@@ -48,7 +49,8 @@ def test_flipping_twice_with_the_same_draw_is_the_identity():
     x1, y1 = flip(x, y)
     flip.load_state_dict(state)
     x2, y2 = flip(x1, y1)
-    assert torch.equal(x2, x) and torch.equal(y2, y)
+    assert torch.equal(x2, x)
+    assert torch.equal(y2, y)
     assert not torch.equal(x1, x)
 
 
@@ -81,10 +83,11 @@ def test_missing_keypoints_stay_missing_after_the_swap():
 def test_make_augment():
     assert make_augment("none", keypoint_splits()) is None
     flip = make_augment("flip", keypoint_splits(), generator=torch.Generator().manual_seed(0))
-    assert isinstance(flip, HorizontalFlip) and flip.flip_pairs == FLIP_PAIRS
-    with pytest.raises(ValueError, match="augment 'flip' needs a keypoint dataset .*'digits'"):
+    assert isinstance(flip, HorizontalFlip)
+    assert flip.flip_pairs == FLIP_PAIRS
+    with pytest.raises(ValueError, match=r"augment 'flip' needs a keypoint dataset .*'digits'"):
         make_augment("flip", load_dataset("digits"))
-    with pytest.raises(ValueError, match="unknown augment 'rotate'; choose from none, flip"):
+    with pytest.raises(ValueError, match=r"unknown augment 'rotate'; choose from none, flip"):
         make_augment("rotate", keypoint_splits())
 
 

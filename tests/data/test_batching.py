@@ -51,7 +51,8 @@ def test_as_batches_accepts_pairs_and_any_dataloader():
     loader = DataLoader(TensorDataset(X, y), batch_size=4)
     assert as_batches(loader, 32) is loader
     wrapped = as_batches((X, y), 4, shuffle=False, drop_last=True)
-    assert isinstance(wrapped, TensorBatches) and len(wrapped) == 2
+    assert isinstance(wrapped, TensorBatches)
+    assert len(wrapped) == 2
     assert as_batches(wrapped, 8) is wrapped
     with pytest.raises(TypeError, match="DataLoader or an \\(X, y\\) pair of tensors, got dict"):
         as_batches({"X": X}, 4)

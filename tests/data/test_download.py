@@ -101,7 +101,8 @@ def test_wrong_checksum_is_rejected_and_nothing_stays(server, cache):
     dataset, _ = tiny_dataset(root, base, corrupt="train-images-idx3-ubyte.gz")
     with pytest.raises(DownloadError, match=r"train-images-idx3-ubyte.gz: sha256 mismatch") as err:
         mnist.load_idx_dataset(dataset, n_valid=3)
-    assert "--data-dir" in str(err.value) and "\n" not in str(err.value)
+    assert "--data-dir" in str(err.value)
+    assert "\n" not in str(err.value)
     folder = cache / "fashion-mnist"
     assert not folder.exists() or list(folder.iterdir()) == []
 

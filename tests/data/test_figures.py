@@ -33,7 +33,8 @@ def test_keypoint_overlay_draws_truth_and_predictions(tmp_path):
     try:
         assert len(fig.axes) == 6
         points = fig.axes[1].collections
-        assert len(points) == 2 and points[0].get_offsets().shape == (15, 2)
+        assert len(points) == 2
+        assert points[0].get_offsets().shape == (15, 2)
         np.testing.assert_allclose(points[0].get_offsets()[10], (y[1, 20:22] * 16 + 15.5))
         assert path.read_bytes().startswith(PNG_MAGIC)
     finally:

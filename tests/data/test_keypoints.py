@@ -40,18 +40,21 @@ def write_kaggle_csv(path, n, *, missing_rows=(), columns=None, size=96, seed=0)
 def test_reads_kaggle_csv_and_drops_incomplete_faces(tmp_path):
     pixels, coords = write_kaggle_csv(tmp_path / "training.csv", 5, missing_rows={1, 3})
     X, y = read_keypoints_csv(tmp_path / "training.csv")
-    assert X.shape == (3, 1, 96, 96) and y.shape == (3, 30)
-    assert X.dtype == np.float32 and y.dtype == np.float32
+    assert X.shape == (3, 1, 96, 96)
+    assert y.shape == (3, 30)
+    assert X.dtype == np.float32
+    assert y.dtype == np.float32
     np.testing.assert_allclose(X[:, 0], pixels[[0, 2, 4]] / 255.0, rtol=1e-6)
     np.testing.assert_allclose(y, (coords[[0, 2, 4]] - 47.5) / 48.0, rtol=1e-5)
 
 
 def test_mask_keeps_every_face_with_nan_for_missing(tmp_path):
-    _, coords = write_kaggle_csv(tmp_path / "training.csv", 4, missing_rows={2})
+    write_kaggle_csv(tmp_path / "training.csv", 4, missing_rows={2})
     _, y = read_keypoints_csv(tmp_path / "training.csv", missing="mask")
     assert y.shape == (4, 30)
     mouth = [i for i, c in enumerate(COORD_COLUMNS) if c.startswith("mouth")]
-    assert np.isnan(y[2, mouth]).all() and not np.isnan(np.delete(y, mouth, axis=1)).any()
+    assert np.isnan(y[2, mouth]).all()
+    assert not np.isnan(np.delete(y, mouth, axis=1)).any()
     assert not np.isnan(y[[0, 1, 3]]).any()
 
 
@@ -84,7 +87,8 @@ def test_registry_splits_and_extra(tmp_path):
     write_kaggle_csv(tmp_path / "training.csv", 30, missing_rows={0, 1})
     splits = load_dataset("facial-keypoints", data_dir=tmp_path, seed=3)
     assert [len(p[0]) for p in (splits.train, splits.valid, splits.test)] == [19, 6, 3]
-    assert splits.task == "regression" and splits.n_outputs == 30
+    assert splits.task == "regression"
+    assert splits.n_outputs == 30
     assert splits.input_shape == (1, 96, 96)
     assert splits.extra["flip_pairs"] == list(FLIP_PAIRS)
     assert splits.extra["keypoint_names"] == list(KEYPOINT_NAMES)
@@ -99,7 +103,9 @@ def test_missing_training_csv_is_one_clear_cli_line(tmp_path, capsys):
         load_dataset("facial-keypoints", data_dir=tmp_path)
     assert main(["find", "--dataset", "facial-keypoints", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "training.csv not found" in err[0] and "--data-dir" in err[0]
+    assert len(err) == 1
+    assert "training.csv not found" in err[0]
+    assert "--data-dir" in err[0]
 
 
 def test_flip_pairs_are_the_left_right_mirror_of_each_other():
@@ -136,4 +142,5 @@ def test_masked_mse():
     torch.testing.assert_close(masked_mse(pred, target), F.mse_loss(pred[keep], target[keep]))
     pred.requires_grad_(True)
     MaskedMSELoss()(pred, target).backward()
-    assert torch.isfinite(pred.grad).all() and (pred.grad[0, :2] == 0).all()
+    assert torch.isfinite(pred.grad).all()
+    assert (pred.grad[0, :2] == 0).all()

@@ -33,14 +33,19 @@ def test_standard_split_from_data_dir(tmp_path, gz):
     splits = load_idx_dataset(FASHION_MNIST, data_dir=tmp_path, n_valid=5)
     images = arrays["train-images-idx3-ubyte"]
     X_valid, y_valid = splits.valid
-    assert X_valid.shape == (5, 1, 28, 28) and X_valid.dtype == torch.float32
+    assert X_valid.shape == (5, 1, 28, 28)
+    assert X_valid.dtype == torch.float32
     np.testing.assert_allclose(X_valid[:, 0].numpy(), images[:5] / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(y_valid.numpy(), arrays["train-labels-idx1-ubyte"][:5])
     np.testing.assert_allclose(splits.train[0][:, 0].numpy(), images[5:] / 255.0, rtol=1e-6)
-    assert splits.test[0].shape == (6, 1, 28, 28) and splits.test[1].dtype == torch.int64
-    assert float(X_valid.max()) == 1.0 and float(X_valid.min()) >= 0.0
-    assert splits.class_names[0] == "T-shirt/top" and splits.class_names[9] == "Ankle boot"
-    assert splits.task == "classification" and splits.n_outputs == 10
+    assert splits.test[0].shape == (6, 1, 28, 28)
+    assert splits.test[1].dtype == torch.int64
+    assert float(X_valid.max()) == 1.0
+    assert float(X_valid.min()) >= 0.0
+    assert splits.class_names[0] == "T-shirt/top"
+    assert splits.class_names[9] == "Ankle boot"
+    assert splits.task == "classification"
+    assert splits.n_outputs == 10
     assert splits.in_features == 784
 
 

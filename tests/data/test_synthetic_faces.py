@@ -70,7 +70,9 @@ def test_deterministic_per_seed_and_varied():
     np.testing.assert_array_equal(X1, X2)
     np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(X1, X3)
-    assert X1.shape == (16, 1, SIZE, SIZE) and 0.0 <= X1.min() and X1.max() <= 1.0
+    assert X1.shape == (16, 1, SIZE, SIZE)
+    assert X1.min() >= 0.0
+    assert X1.max() <= 1.0
     assert np.abs(y1).max() < 1.0  # every keypoint inside the image
     assert y1.std(axis=0).min() > 0.02  # every coordinate varies
 
@@ -85,6 +87,8 @@ def test_arguments_are_checked():
 def test_registry_dataset():
     splits = load_dataset("synthetic-faces", seed=0)
     assert [len(p[0]) for p in (splits.train, splits.valid, splits.test)] == [2800, 600, 600]
-    assert splits.input_shape == (1, 48, 48) and splits.n_outputs == 30
-    assert splits.task == "regression" and len(splits.extra["keypoint_names"]) == 15
+    assert splits.input_shape == (1, 48, 48)
+    assert splits.n_outputs == 30
+    assert splits.task == "regression"
+    assert len(splits.extra["keypoint_names"]) == 15
     assert splits.extra["flip_pairs"] == list(FLIP_PAIRS)

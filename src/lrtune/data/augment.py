@@ -46,7 +46,8 @@ class HorizontalFlip:
         if len(x) != len(y):
             raise ValueError(f"x and y have different batch sizes: {len(x)} and {len(y)}")
         if x.dim() < 3:
-            raise ValueError(f"x must be images (B, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must be images (B, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
         chosen = torch.randperm(len(x), generator=self.generator)[: len(x) // 2].to(x.device)
         x, y = x.clone(), y.clone()
         x[chosen] = x[chosen].flip(-1)

@@ -1,4 +1,7 @@
-"""Fast in-memory batching of tensors: the ``(X, y)`` path used everywhere instead of a DataLoader."""
+"""Fast in-memory batching of tensors: the ``(X, y)`` path, used wherever no DataLoader is given.
+
+Benchmark against ``DataLoader(TensorDataset)``: ``benchmarks/bench_batching.py``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures of datasets: a grid of samples with class names (seed 000), keypoints on faces (seed 004)."""
+"""Figures of datasets: a grid of samples with class names (seed 000), keypoints on faces (004)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,8 @@ def plot_keypoints(X, y, predicted=None, *, n: int = 16, n_cols: int = 4,
                        label="predicted")
         ax.set_xlim(-0.5, size - 0.5)
         ax.set_ylim(size - 0.5, -0.5)
-    axes.flat[0].legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.25 / n_rows))
     _save(fig, path, dpi)
     return fig

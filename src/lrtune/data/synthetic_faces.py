@@ -70,9 +70,9 @@ def sample_keypoints(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
         np.stack([zero, mouth_y + lip_bottom], -1),  # mouth_center_bottom_lip
     ], axis=1)
     local += rng.normal(0.0, 0.012, local.shape)  # a little asymmetry
-    scale = rng.uniform(0.3, 0.38, n) * size  # pixels per face unit
-    angle = rng.uniform(-0.3, 0.3, n)  # radians, about +-17 degrees
-    centre = (size - 1) / 2 + rng.uniform(-0.06, 0.06, (n, 2)) * size
+    scale = rng.uniform(0.28, 0.4, n) * size  # pixels per face unit
+    angle = rng.uniform(-0.35, 0.35, n)  # radians, about +-20 degrees
+    centre = (size - 1) / 2 + rng.uniform(-0.1, 0.1, (n, 2)) * size
     cos, sin = np.cos(angle), np.sin(angle)
     rotation = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], axis=1)
     return centre[:, None, :] + scale[:, None, None] * np.einsum("nij,nkj->nki", rotation, local)
@@ -179,7 +179,8 @@ def _render_chunk(kp, st, size):
     lips = kp[:, [11, 13, 12, 14]]  # left corner, top, right corner, bottom: a convex loop
     _paint(image, st["lips"], _polygon_inside(gx, gy, lips) + 0.5)
     centred_x, centred_y = (gx - (size - 1) / 2) / size, (gy - (size - 1) / 2) / size
-    image *= 1.0 + st["light_x"][:, None, None] * centred_x + st["light_y"][:, None, None] * centred_y
+    image *= (1.0 + st["light_x"][:, None, None] * centred_x
+              + st["light_y"][:, None, None] * centred_y)
     return image
 
 
