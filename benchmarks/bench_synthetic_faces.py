@@ -5,7 +5,7 @@ with and without seed 004's flip augmentation, in a plain loop over ``TensorBatc
 prints the validation RMSE in pixels per epoch against the baseline of predicting the mean
 training keypoints.
 
-Run: OMP_NUM_THREADS=1 python benchmarks/bench_synthetic_faces.py --epochs 8
+Run: OMP_NUM_THREADS=1 python benchmarks/bench_synthetic_faces.py --epochs 6
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def run(splits, augment_name: str, epochs: int, seed: int) -> list[tuple[int, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     splits = load_dataset("synthetic-faces", seed=args.seed)
