@@ -99,7 +99,8 @@ def test_download_verifies_caches_and_loads(server, cache):
 def test_wrong_checksum_is_rejected_and_nothing_stays(server, cache):
     base, root, _ = server
     dataset, _ = tiny_dataset(root, base, corrupt="train-images-idx3-ubyte.gz")
-    with pytest.raises(DownloadError, match=r"train-images-idx3-ubyte.gz: sha256 mismatch") as err:
+    with pytest.raises(DownloadError, match=(r"file train-images-idx3-ubyte.gz failed "
+                                             r"\(127.0.0.1:\d+: sha256 mismatch\)")) as err:
         mnist.load_idx_dataset(dataset, n_valid=3)
     assert "--data-dir" in str(err.value)
     assert "\n" not in str(err.value)
@@ -121,7 +122,7 @@ def test_corrupt_cached_file_is_downloaded_again(server, cache):
 def test_falls_back_to_the_next_mirror(server, cache):
     base, root, _ = server
     dataset, _ = tiny_dataset(root, base)
-    dataset = dataclasses.replace(dataset, mirrors=(closed_port_url(), base))
+    dataset = dataclasses.replace(dataset, mirrors=(closed_port_url(), base + "nothing/", base))
     assert len(mnist.load_idx_dataset(dataset, n_valid=3).train[0]) == 9
 
 
@@ -132,8 +133,12 @@ def test_offline_cli_prints_one_line_and_exits_2(cache, monkeypatch, capsys):
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert re.match(r"lrtune find: error: download of fashion-mnist failed \(.*\); download the "
-                    r"files yourself and pass their folder with --data-dir", lines[0])
+    assert re.fullmatch(
+        r"lrtune find: error: download of fashion-mnist file train-images-idx3-ubyte.gz failed "
+        r"\(127.0.0.1:\d+: no connection\); get train-images-idx3-ubyte.gz, "
+        r"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz from "
+        r"https://github.com/zalandoresearch/fashion-mnist and pass their folder with --data-dir "
+        r"\(data_dir= in Python\)", lines[0])
     assert out == ""
 
 
@@ -153,3 +158,11 @@ def test_official_sources_are_pinned(dataset):
     assert all(re.fullmatch(r"[0-9a-f]{64}", r.sha256) for r in remotes)
     assert len({r.sha256 for r in remotes}) == 4
     assert all(m.endswith("/") for m in dataset.mirrors)
+
+
+def test_not_found_on_every_mirror(server, cache):
+    base, root, _ = server
+    dataset, _ = tiny_dataset(root, base)
+    dataset = dataclasses.replace(dataset, mirrors=(base + "nothing/",))
+    with pytest.raises(DownloadError, match=r"\(127.0.0.1:\d+: HTTP 404\)"):
+        mnist.load_idx_dataset(dataset, n_valid=3)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +58,34 @@ def _quiet_pooch():
 
 
 def _short_reason(exc: Exception) -> str:
+    import requests
+
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "no connection"
     if isinstance(exc, ValueError) and "hash" in str(exc).lower():
         return "sha256 mismatch"
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first_line[:160]}"
+    return type(exc).__name__
 
 
-def download(dataset: str, remote: RemoteFile, mirrors: Sequence[str]) -> Path:
+def download(dataset: str, remote: RemoteFile, mirrors: Sequence[str], *, hint: str = "") -> Path:
     """Fetch one file into ``cache_dir()/dataset``, trying each mirror in turn.
 
     Args:
         dataset: the dataset's name (the cache subfolder and the error message use it).
         remote: the file name (appended to each mirror's base URL) and its sha256.
         mirrors: base URLs ending in ``/``.
+        hint: what to download by hand, for the error message.
 
     Returns:
         The path of the verified file in the cache.
 
     Raises:
         DownloadError: every mirror failed (offline, not found, or a sha256 mismatch); the
-            one-line message names the file, the reasons and ``--data-dir``.
+            one-line message names the file, each mirror's reason and ``--data-dir``.
     """
     import pooch
     import requests
@@ -92,13 +101,14 @@ def download(dataset: str, remote: RemoteFile, mirrors: Sequence[str]) -> Path:
                     downloader=pooch.HTTPDownloader(timeout=DOWNLOAD_TIMEOUT_S),
                 )
             except (ValueError, OSError, requests.RequestException) as exc:
-                reasons.append(f"{url}: {_short_reason(exc)}")
+                reasons.append(f"{urlsplit(url).netloc}: {_short_reason(exc)}")
                 continue
             logger.info("%s: %s verified in %s", dataset, remote.name, target)
             return Path(path)
     raise DownloadError(
-        f"download of {dataset} failed ({'; '.join(reasons)}); download the files yourself "
-        f"and pass their folder with --data-dir (data_dir=...)"
+        f"download of {dataset} file {remote.name} failed ({'; '.join(reasons)}); "
+        f"{hint + ' and ' if hint else 'download the files yourself and '}"
+        "pass their folder with --data-dir (data_dir= in Python)"
     )
 
 

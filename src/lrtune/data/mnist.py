@@ -85,7 +85,10 @@ def _fetch(dataset: IdxDataset, remote: RemoteFile, data_dir) -> np.ndarray:
     if data_dir is not None:
         path = find_local(dataset.name, data_dir, remote.name, dataset.homepage)
     else:
-        path = download(dataset.name, remote, dataset.mirrors)
+        files = (dataset.train_images, dataset.train_labels, dataset.test_images,
+                 dataset.test_labels)
+        hint = f"get {', '.join(f.name for f in files)} from {dataset.homepage}"
+        path = download(dataset.name, remote, dataset.mirrors, hint=hint)
     return read_idx(path)
 
 
