@@ -33,7 +33,7 @@ class IdxDataset:
     homepage: str
 
 
-# sha256 sums as published with tensorflow-datasets / PyTorch's mirrors (same files everywhere)
+# sha256 of the official .gz files, as pinned identically by several independent public projects
 MNIST = IdxDataset(
     name="mnist",
     mirrors=(
