@@ -20,6 +20,9 @@ _EXPORTS = {
     "TorchScheduler": "lrtune.schedules.torch_compat",
     "named_schedule": "lrtune.schedules.presets",
     "plot_schedule": "lrtune.schedules.preview",
+    "load_dataset": "lrtune.data",
+    "make_augment": "lrtune.data.augment",
+    "read_idx": "lrtune.data.idx",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -59,10 +59,17 @@ def build_setup(args):
 
     seed_everything(args.seed)
     splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
-    model = build_model(args.model, splits.in_features, splits.n_outputs).to(args.device)
+    model = build_model(args.model, splits.in_features, splits.n_outputs,
+                        input_shape=splits.input_shape).to(args.device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
                                momentum=args.momentum, weight_decay=args.weight_decay)
-    return splits, model, optimizer, make_loss(splits.task), torch.device(args.device)
+    if splits.extra.get("loss") == "masked_mse":  # keypoints with NaN for missing points
+        from lrtune.data.keypoints import MaskedMSELoss
+
+        loss_fn = MaskedMSELoss()
+    else:
+        loss_fn = make_loss(splits.task)
+    return splits, model, optimizer, loss_fn, torch.device(args.device)
 
 
 def run(args) -> int:

@@ -1,4 +1,7 @@
-"""Fast in-memory batching of tensors: the ``(X, y)`` path, used wherever no DataLoader is given."""
+"""Fast in-memory batching of tensors: the ``(X, y)`` path, used wherever no DataLoader is given.
+
+Benchmark against ``DataLoader(TensorDataset)``: ``benchmarks/bench_batching.py``.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +71,14 @@ class TensorBatches:
                 yield self.X.index_select(0, idx), self.y.index_select(0, idx)
             else:
                 yield self.X[start : start + bs], self.y[start : start + bs]
+
+
+    def state_dict(self) -> dict:
+        """How many passes have started: restoring it replays the same permutations."""
+        return {"passes": self.passes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.passes = int(state["passes"])
 
 
 def as_batches(data, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last=False):

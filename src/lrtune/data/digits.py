@@ -8,14 +8,14 @@ from lrtune.data.splits import Splits, split_three_ways
 
 
 def load_digits_splits(seed: int = 0) -> Splits:
-    """1 797 8×8 images, pixels scaled to [0, 1], split 60/20/20 (stratified, deterministic).
+    """1 797 8×8 images ``(N, 1, 8, 8)``, pixels in [0, 1], split 60/20/20 (stratified).
 
     The split depends on ``seed`` only, never on torch's or NumPy's global RNG.
     """
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    X = (bunch.images / 16.0).astype(np.float32)
+    X = (bunch.images[:, None] / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
     return split_three_ways(
         X, y, valid_fraction=0.2, test_fraction=0.2, seed=seed, stratify=True,

@@ -10,7 +10,12 @@ import torch
 
 @dataclass
 class Splits:
-    """A dataset split three ways; each part is an ``(X, y)`` pair of tensors."""
+    """A dataset split three ways; each part is an ``(X, y)`` pair of tensors.
+
+    Images are ``(N, 1, H, W)`` float32 (channels first, ready for ``nn.Conv2d``; the MLP
+    flattens them). Keypoint datasets put ``flip_pairs``, ``keypoint_names``, ``image_size``
+    and ``loss`` (``"mse"`` or ``"masked_mse"``) in ``extra``.
+    """
 
     name: str
     train: tuple[torch.Tensor, torch.Tensor]
@@ -47,6 +52,7 @@ def split_three_ways(
     task: str,
     name: str,
     class_names: list[str] | None = None,
+    extra: dict | None = None,
 ) -> Splits:
     """Shuffle with ``seed`` and cut into train/valid/test (stratified by label when asked)."""
     from sklearn.model_selection import train_test_split
@@ -66,5 +72,5 @@ def split_three_ways(
 
     return Splits(
         name=name, train=pair(X_train, y_train), valid=pair(X_valid, y_valid),
-        test=pair(X_test, y_test), task=task, class_names=class_names,
+        test=pair(X_test, y_test), task=task, class_names=class_names, extra=dict(extra or {}),
     )
