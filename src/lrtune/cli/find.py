@@ -55,7 +55,7 @@ def build_setup(args):
 
     from lrtune.data import load_dataset
     from lrtune.models import build_model
-    from lrtune.training.setup import make_loss, make_optimizer
+    from lrtune.training.setup import loss_for, make_optimizer
 
     seed_everything(args.seed)
     splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
@@ -63,13 +63,7 @@ def build_setup(args):
                         input_shape=splits.input_shape).to(args.device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
                                momentum=args.momentum, weight_decay=args.weight_decay)
-    if splits.extra.get("loss") == "masked_mse":  # keypoints with NaN for missing points
-        from lrtune.data.keypoints import MaskedMSELoss
-
-        loss_fn = MaskedMSELoss()
-    else:
-        loss_fn = make_loss(splits.task)
-    return splits, model, optimizer, loss_fn, torch.device(args.device)
+    return splits, model, optimizer, loss_for(splits), torch.device(args.device)
 
 
 def run(args) -> int:

@@ -32,3 +32,12 @@ def make_loss(task: str) -> nn.Module:
     if task == "regression":
         return nn.MSELoss()
     raise ValueError(f"unknown task {task!r}; expected 'classification' or 'regression'")
+
+
+def loss_for(splits) -> nn.Module:
+    """The loss a dataset asks for: its ``extra["loss"]`` if named, else by its task."""
+    if splits.extra.get("loss") == "masked_mse":  # keypoints with NaN where a point is missing
+        from lrtune.data.keypoints import MaskedMSELoss
+
+        return MaskedMSELoss()
+    return make_loss(splits.task)
