@@ -15,6 +15,16 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "find_lr": "lrtune.finder.range_test",
     "FinderResult": "lrtune.finder.result",
+    "Trainer": "lrtune.training.loop",
+    "NonFiniteLossError": "lrtune.training.loop",
+    "History": "lrtune.training.history",
+    "Callback": "lrtune.training.callbacks.base",
+    "EarlyStopping": "lrtune.training.callbacks.early_stopping",
+    "Checkpoint": "lrtune.training.callbacks.checkpoint",
+    "TensorBoard": "lrtune.training.callbacks.tensorboard",
+    "ProgressTable": "lrtune.training.callbacks.table",
+    "ProgressBar": "lrtune.training.callbacks.progress_bar",
+    "load_checkpoint": "lrtune.training.checkpoint_io",
 }
 
 __all__ = ["__version__", *_EXPORTS]
