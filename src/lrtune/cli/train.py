@@ -30,7 +30,7 @@ history.json, history.csv, learning_curves.png and summary.json (test metrics of
 
 EPOCH_SCHEDULES = ("linear", "step", "plateau")  # seed 004 adjusts per epoch; others per batch
 # settings that must not change when a run is resumed (they change the data, model or schedule)
-RESUME_SETTINGS = ("dataset", "model", "optimizer", "momentum", "weight_decay", "batch_size",
+RESUME_SETTINGS = ("dataset", "model", "optimizer", "lr", "momentum", "weight_decay", "batch_size",
                    "seed", "schedule", "interval", "lr_end", "momentum_end", "augment",
                    "plateau_factor", "plateau_patience")
 
@@ -86,11 +86,12 @@ def run(args) -> int:
     out = Path(args.out)
     settings = {k: getattr(args, k) for k in RESUME_SETTINGS}
     settings["schedule"] = args.schedule or "constant"
+    settings["epochs"] = args.epochs
     state = None
     if args.resume is not None:
         path = out / "checkpoints" / "last.pt" if args.resume == "last" else Path(args.resume)
         state = load_checkpoint(path)
-        _check_same_settings(state.get("extra", {}).get("settings", {}), settings, args, path)
+        _check_same_settings(state.get("extra", {}).get("settings", {}), settings, path)
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
     if state is not None and args.lr == "auto":
@@ -162,10 +163,10 @@ def run(args) -> int:
     return 0
 
 
-def _check_same_settings(saved: dict, now: dict, args, path: Path) -> None:
+def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
     keys = [k for k in RESUME_SETTINGS if k in saved and saved[k] != now[k]]
-    if args.lr != "auto" and "lr" in saved.get("given", {}):
-        pass
+    if now["schedule"] not in ("constant", "plateau") and saved.get("epochs") != now["epochs"]:
+        keys.append("epochs")  # the schedule's length depends on it
     if keys:
         diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {now[k]})" for k in keys)
         raise UsageError(f"{path} was written by a run with different settings: {diffs}")
