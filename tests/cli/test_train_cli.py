@@ -45,10 +45,12 @@ def test_outputs(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     best_epoch = min(history["epochs"], key=lambda r: r["valid_loss"])["epoch"]
     assert summary["best_epoch"] == best_epoch
-    assert 0.5 < summary["test_accuracy"] <= 1 and summary["test_loss"] > 0
+    assert 0.5 < summary["test_accuracy"] <= 1
+    assert summary["test_loss"] > 0
     best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
     last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
-    assert best["epoch"] == best_epoch and last["epoch"] == 3
+    assert best["epoch"] == best_epoch
+    assert last["epoch"] == 3
     assert set(best["model"]) == {"1.weight", "1.bias", "3.weight", "3.bias", "5.weight",
                                   "5.bias"}
     for run in ("epoch", "batch"):
@@ -86,9 +88,11 @@ def test_non_finite_loss_exits_non_zero(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "lrtune train: error: training stopped: the loss is" in err
-    assert "at epoch 1, batch" in err and "(lr 1000)" in err
+    assert "at epoch 1, batch" in err
+    assert "(lr 1000)" in err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["stop_reason"] == "non_finite" and "test_loss" not in summary
+    assert summary["stop_reason"] == "non_finite"
+    assert "test_loss" not in summary
     assert not (out / "checkpoints" / "best.pt").exists()
 
 
@@ -168,7 +172,7 @@ def test_kill_9_and_resume_equals_a_straight_run(tmp_path):
     at_kill = load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"]
     assert 2 <= at_kill < 6
 
-    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True,
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     straight = tmp_path / "straight"
@@ -212,7 +216,8 @@ def test_other_schedules_run(tmp_path, name):
     if name == "plateau":
         assert lrs[0] == 0.1
     else:
-        assert len(set(lrs)) > 2 and max(lrs) <= 0.1 + 1e-12  # moves per batch
+        assert len(set(lrs)) > 2
+        assert max(lrs) <= 0.1 + 1e-12
 
 
 def test_unknown_schedule_is_a_usage_error(tmp_path, capsys):

@@ -6,8 +6,14 @@ import torch
 from conftest import FakeScheduler, make_model
 from torch import nn
 
-from lrtune.training import Callback, Checkpoint, EarlyStopping, Trainer, load_checkpoint
-from lrtune.training import checkpoint_io
+from lrtune.training import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    Trainer,
+    checkpoint_io,
+    load_checkpoint,
+)
 from lrtune.training.checkpoint_io import atomic_write_bytes, remove_stale_temporaries
 
 
@@ -139,7 +145,8 @@ def test_checkpoint_contents_and_best(tmp_path, data):
     assert set(last) >= {"model", "optimizer", "schedules", "callbacks", "history", "epoch",
                          "rng", "data", "extra"}
     assert set(last["rng"]) == {"torch", "cuda", "numpy", "python"}
-    assert last["epoch"] == 3 and last["data"] == {"passes": 3, "seed": 0}
+    assert last["epoch"] == 3
+    assert last["data"] == {"passes": 3, "seed": 0}
     assert set(last["callbacks"]) == {"EarlyStopping", "Checkpoint"}
     assert last["schedules"] == [{"step": 9}]
     best_epoch, _ = trainer.history.best("valid_loss")
@@ -180,4 +187,5 @@ def test_resume_when_already_done_trains_nothing(tmp_path, data):
     trainer.fit(*data, epochs=2, batch_size=32)
     again, _, _ = _run(tmp_path, 1)
     history = again.fit(*data, epochs=2, batch_size=32, resume=tmp_path / "ckpt" / "last.pt")
-    assert len(history) == 2 and again.stop_reason == "completed"
+    assert len(history) == 2
+    assert again.stop_reason == "completed"

@@ -39,7 +39,8 @@ def _run(es, values, key="valid_loss"):
 def test_stopping_rules(kwargs, values, stopped, best_epoch):
     es = EarlyStopping(**kwargs)
     trainer, epoch = _run(es, values)
-    assert epoch == stopped and es.stopped_epoch_ == stopped
+    assert epoch == stopped
+    assert es.stopped_epoch_ == stopped
     assert es.best_epoch_ == best_epoch
     assert trainer.should_stop is (stopped is not None)
     if stopped:
@@ -77,7 +78,8 @@ def test_state_round_trip_keeps_patience_and_cpu_weights():
     again.load_state_dict(es.state_dict())
     trainer = FakeTrainer()
     again.on_epoch_end(trainer, {"epoch": 5, "valid_loss": 0.9})
-    assert trainer.should_stop and again.stopped_epoch_ == 5  # patience remembered
+    assert trainer.should_stop
+    assert again.stopped_epoch_ == 5
 
 
 def _trainer_with(data, *callbacks):

@@ -18,7 +18,8 @@ def _history():
 
 def test_records_columns_and_best():
     h = _history()
-    assert len(h) == 2 and h[1]["epoch"] == 2
+    assert len(h) == 2
+    assert h[1]["epoch"] == 2
     assert h.column("lr") == [0.1, 0.05]
     assert h.column("valid_accuracy") == [None, 0.75]
     assert h.best("train_loss") == (2, 0.5)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from conftest import FakeScheduler, make_data, make_model
+from conftest import FakeScheduler, make_model
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -88,7 +88,8 @@ def test_dataloader_input_and_predict(data):
     loader = DataLoader(TensorDataset(*train), batch_size=20, shuffle=True)
     trainer = Trainer(model, _sgd(model), nn.CrossEntropyLoss(), device="cpu", verbose=0)
     history = trainer.fit(loader, DataLoader(TensorDataset(*valid), batch_size=20), epochs=2)
-    assert history.num_batches == 2 * 5 and len(history) == 2
+    assert history.num_batches == 2 * 5
+    assert len(history) == 2
     with torch.no_grad():
         expected = model(valid[0])
     assert torch.allclose(trainer.predict(valid[0], batch_size=7), expected, atol=1e-6)
@@ -115,7 +116,8 @@ class Recorder(Callback):
         self.calls.append(("batch_end", logs["batch"]))
 
     def on_validation_end(self, trainer, logs, **kwargs):
-        assert "valid_loss" in logs and "duration" not in logs
+        assert "valid_loss" in logs
+        assert "duration" not in logs
         self.calls.append(("validation_end", logs["epoch"]))
 
     def on_epoch_end(self, trainer, logs, **kwargs):
@@ -150,7 +152,8 @@ def test_callback_can_stop_mid_epoch(data):
     trainer = Trainer(model, _sgd(model), nn.CrossEntropyLoss(), callbacks=[StopAfter()],
                       device="cpu", verbose=0)
     history = trainer.fit(train, valid, epochs=5, batch_size=16)
-    assert history.num_batches == 4 and len(history) == 1
+    assert history.num_batches == 4
+    assert len(history) == 1
     assert trainer.stop_reason == "stopped"
 
 
@@ -162,7 +165,8 @@ def test_batch_and_epoch_schedules(data):
     trainer = Trainer(model, opt, nn.CrossEntropyLoss(), schedules=per_batch, device="cpu",
                       verbose=0)
     history = trainer.fit(train, valid, epochs=2, batch_size=32)
-    assert per_batch.applies == 1 + 6 and per_batch.step_count == 6
+    assert per_batch.applies == 1 + 6
+    assert per_batch.step_count == 6
     assert [b["lr"] for b in history.batches] == [0.1 * 0.5**k for k in range(6)]
     assert [b["momentum"] for b in history.batches] == [0.5 + 0.01 * k for k in range(6)]
     assert [r["lr"] for r in history.epochs] == [0.1, 0.1 * 0.5**3]  # in force at epoch start
@@ -248,8 +252,10 @@ def test_non_finite_loss_stops_with_where_and_lr(data, tmp_path):
                                                  r"\(lr 0\.05\)") as info:
         trainer.fit(train, valid, epochs=5, batch_size=32)
     assert (info.value.epoch, info.value.batch, info.value.lr) == (3, 1, 0.05)
-    assert trainer.stop_reason == "non_finite" and trainer.epoch == 2
-    assert len(info.value.history) == 2 and info.value.history.num_batches == 6
+    assert trainer.stop_reason == "non_finite"
+    assert trainer.epoch == 2
+    assert len(info.value.history) == 2
+    assert info.value.history.num_batches == 6
     # neither checkpoint was touched after the last complete epoch
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == snapshot_files.files
     # the weights are finite: the NaN step was never taken, and the best ones are restored

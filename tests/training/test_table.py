@@ -30,7 +30,8 @@ def test_plain_rows_in_a_pipe(monkeypatch, data):
     assert [c.strip() for c in lines[0].split("|")] == [
         "Epoch", "Train loss", "Valid loss", "Train/Val", "Valid acc", "lr", "momentum", "Dur"]
     assert set(lines[1]) <= {"-", "|"}
-    assert len(lines) == 2 + 3 and "\r" not in text
+    assert len(lines) == 2 + 3
+    assert "\r" not in text
     for line, record in zip(lines[2:], trainer.history.epochs, strict=True):
         cells = [c.strip() for c in line.split("|")]
         assert cells[0] == str(record["epoch"])
@@ -60,14 +61,17 @@ def test_best_values_are_marked():
 
 def test_live_bar_on_a_terminal(monkeypatch, data):
     _, text = _fit(monkeypatch, Terminal(), data=data, epochs=2)
-    assert "\r" in text and "Epoch 1/2" in text and "Epoch 2/2" in text
+    assert "\r" in text
+    assert "Epoch 1/2" in text
+    assert "Epoch 2/2" in text
     rows = [line for line in re.split("[\r\n]", text) if line.strip().startswith(("1 |", "2 |"))]
     assert len(rows) == 2
 
 
 def test_verbose_two_is_table_only_even_on_a_terminal(monkeypatch, data):
     _, text = _fit(monkeypatch, Terminal(), verbose=2, data=data, epochs=2)
-    assert "\r" not in text and len(text.splitlines()) == 4
+    assert "\r" not in text
+    assert len(text.splitlines()) == 4
 
 
 def test_no_validation_columns_without_validation(monkeypatch, data):

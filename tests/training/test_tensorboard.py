@@ -109,7 +109,8 @@ def test_the_tensorboard_server_serves_the_scalars(tmp_path, data):
                     break
             time.sleep(0.2)
         log.seek(0)
-        assert port and tags, f"tensorboard did not answer within 60 s:\n{log.read()}"
+        assert port, f"tensorboard did not start within 60 s:\n{log.read()}"
+        assert tags, f"tensorboard served no scalars within 60 s:\n{log.read()}"
         assert {"loss/train", "loss/valid", "accuracy/valid", "lr/group0", "momentum/group1",
                 "weight_decay/group1"} <= set(tags["epoch"])
         valid = _get(port, "/data/plugin/scalars/scalars", run="epoch", tag="loss/valid")

@@ -1,4 +1,4 @@
-"""``lrtune train``: fit a model with the per-epoch table, early stopping, checkpoints and TensorBoard.
+"""``lrtune train``: fit a model with the per-epoch table, early stopping, checkpoints, TensorBoard.
 
 With no ``--schedule`` (or ``constant``) the learning rate stays fixed. ``--lr auto`` runs the
 range test first, puts the model back to its fresh initialisation and trains with the
@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
     )
     add_model_arguments(p)
     p.add_argument("--lr", type=lr_argument, default=0.01,
-                   help="learning rate, or 'auto' to take the range test's suggestion (default 0.01)")
+                   help="learning rate, or 'auto' for the range test's suggestion (default 0.01)")
     p.add_argument("--schedule", default=None,
                    help="constant, linear, one_cycle, cosine, warmup_cosine, cyclic, "
                         "cosine_restarts, step, exponential or plateau (default: constant lr)")

@@ -132,7 +132,8 @@ def check_model_state(model: nn.Module, saved: dict[str, torch.Tensor], source: 
 
 def rng_state() -> dict[str, Any]:
     """torch (CPU and CUDA), NumPy and Python RNG states, in types ``weights_only`` loads."""
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    # NumPy's legacy global RNG is what user code seeded with np.random.seed, so save it
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
@@ -147,6 +148,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    numpy_state = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+    np.random.set_state(numpy_state)  # noqa: NPY002
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

@@ -101,8 +101,9 @@ class Trainer:
         >>> torch.manual_seed(0) and None
         >>> X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
         >>> model = nn.Linear(4, 2)
-        >>> trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
-        ...                   metrics=["accuracy"], verbose=0)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), metrics=["accuracy"],
+        ...                   verbose=0)
         >>> history = trainer.fit((X, y), (X, y), epochs=3, batch_size=16)
         >>> [r["epoch"] for r in history.epochs], history.num_batches
         ([1, 2, 3], 12)
@@ -304,7 +305,8 @@ class Trainer:
         sums: dict[str, list[torch.Tensor]] = {"loss": [], **{k: [] for k in self.metrics}}
         try:
             for batch in batches:
-                x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+                x = batch[0].to(device, non_blocking=True)
+                y = batch[1].to(device, non_blocking=True)
                 output = model(x)
                 sums["loss"].append(self.loss_fn(output, y).detach())
                 for name, fn in self.metrics.items():
@@ -323,7 +325,7 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, data, *, batch_size: int = 256) -> torch.Tensor:
-        """Model outputs for ``data`` (a tensor, an ``(X, y)`` pair or a ``DataLoader``), on the CPU."""
+        """Model outputs for ``data`` (a tensor, ``(X, y)`` or a ``DataLoader``), on the CPU."""
         if isinstance(data, torch.Tensor):
             chunks: Iterable = (data[i : i + batch_size] for i in range(0, len(data), batch_size))
         elif isinstance(data, tuple | list) and len(data) == 2:

@@ -6,7 +6,7 @@ from typing import Any
 
 
 class Callback:
-    """Hooks the :class:`~lrtune.training.loop.Trainer` calls, each with the trainer and a logs dict.
+    """Hooks the :class:`~lrtune.training.loop.Trainer` calls with the trainer and a logs dict.
 
     Override the hooks you need; each takes ``(trainer, logs, **kwargs)`` and returns nothing.
     Settings are stored as given; per-run state carries a trailing underscore and is reset in
@@ -93,7 +93,8 @@ def resolve_mode(mode: str, monitor: str) -> str:
         raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
     if mode != "auto":
         return mode
-    return "max" if any(k in monitor for k in ("acc", "f1", "auc", "precision", "recall")) else "min"
+    better_high = ("acc", "f1", "auc", "precision", "recall")
+    return "max" if any(k in monitor for k in better_high) else "min"
 
 
 def monitored_value(logs: dict[str, Any], monitor: str, owner: str) -> float:

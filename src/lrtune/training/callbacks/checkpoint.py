@@ -16,7 +16,7 @@ from lrtune.training.checkpoint_io import atomic_write_bytes, remove_stale_tempo
 
 
 class Checkpoint(Callback):
-    """Write ``dirname/last.pt`` after every epoch and ``dirname/best.pt`` when ``monitor`` improves.
+    """Write ``dirname/last.pt`` every epoch, and ``dirname/best.pt`` when ``monitor`` improves.
 
     Each file is a full :meth:`Trainer.state_dict <lrtune.training.loop.Trainer.state_dict>`:
     model (under ``"model"``), optimizer, schedules, every callback's state, history, epoch, the

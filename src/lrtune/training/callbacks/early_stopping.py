@@ -1,4 +1,4 @@
-"""EarlyStopping: stop when a monitored value stops improving; optionally restore the best weights."""
+"""EarlyStopping: stop when a monitored value stops improving; optionally restore the best."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ProgressTable: one row per epoch, like seed 004's ``Epoch | Train loss | Valid loss | Train / Val``."""
+"""ProgressTable: one row per epoch, like seed 004's ``Epoch | Train loss | Valid loss | …``."""
 
 from __future__ import annotations
 
@@ -28,10 +28,12 @@ def format_value(value: Any, kind: str) -> str:
     """One cell's text.
 
     Examples:
-        >>> format_value(0.004216, "loss"), format_value(1.055011, "ratio"), format_value(0.03, "hparam")
-        ('0.004216', '1.0550', '0.03')
-        >>> format_value(12345.6, "loss"), format_value(float("nan"), "loss"), format_value(0.5, "seconds")
-        ('1.235e+04', 'nan', '0.50s')
+        >>> format_value(0.004216, "loss"), format_value(1.055011, "ratio")
+        ('0.004216', '1.0550')
+        >>> format_value(0.03, "hparam"), format_value(12345.6, "loss")
+        ('0.03', '1.235e+04')
+        >>> format_value(float("nan"), "loss"), format_value(0.5, "seconds")
+        ('nan', '0.50s')
     """
     if value is None:
         return "-"
