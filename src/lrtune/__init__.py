@@ -23,6 +23,16 @@ _EXPORTS = {
     "load_dataset": "lrtune.data",
     "make_augment": "lrtune.data.augment",
     "read_idx": "lrtune.data.idx",
+    "Trainer": "lrtune.training.loop",
+    "NonFiniteLossError": "lrtune.training.loop",
+    "History": "lrtune.training.history",
+    "Callback": "lrtune.training.callbacks.base",
+    "EarlyStopping": "lrtune.training.callbacks.early_stopping",
+    "Checkpoint": "lrtune.training.callbacks.checkpoint",
+    "TensorBoard": "lrtune.training.callbacks.tensorboard",
+    "ProgressTable": "lrtune.training.callbacks.table",
+    "ProgressBar": "lrtune.training.callbacks.progress_bar",
+    "load_checkpoint": "lrtune.training.checkpoint_io",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -13,7 +13,7 @@ import sys
 
 from lrtune.cli.common import UsageError
 
-SUBCOMMANDS = ["find", "schedule"]
+SUBCOMMANDS = ["find", "schedule", "train"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,234 @@
+"""``lrtune train``: fit a model with the per-epoch table, early stopping, checkpoints, TensorBoard.
+
+With no ``--schedule`` (or ``constant``) the learning rate stays fixed. ``--lr auto`` runs the
+range test first, puts the model back to its fresh initialisation and trains with the
+suggestion. ``--resume`` continues a run from its last checkpoint bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from lrtune.cli.common import UsageError, positive_float, positive_int
+from lrtune.cli.find import add_model_arguments, build_setup
+
+EPILOG = """examples:
+  lrtune train --lr 0.05 --momentum 0.9 --epochs 20 --patience 3
+  lrtune train --lr auto --schedule one_cycle --epochs 10 --out runs/one_cycle
+  lrtune train --schedule linear --lr 0.03 --lr-end 0.0001 --momentum 0.9 --momentum-end 0.999
+  lrtune train --out runs/train --resume        # continue from runs/train/checkpoints/last.pt
+
+DIR receives checkpoints/{best,last}.pt, tensorboard/ (tensorboard --logdir DIR/tensorboard),
+history.json, history.csv, learning_curves.png and summary.json (test metrics of the best epoch).
+"""
+
+EPOCH_SCHEDULES = ("linear", "step", "plateau")  # seed 004 adjusts per epoch; others per batch
+# settings that must not change when a run is resumed (they change the data, model or schedule)
+RESUME_SETTINGS = ("dataset", "model", "optimizer", "lr", "momentum", "weight_decay", "batch_size",
+                   "seed", "schedule", "interval", "lr_end", "momentum_end", "augment",
+                   "plateau_factor", "plateau_patience")
+
+
+def lr_argument(text: str) -> float | str:
+    """``auto`` or a finite number > 0."""
+    return "auto" if text == "auto" else positive_float(text)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model (table, early stopping, checkpoints, TensorBoard)",
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    p.add_argument("--lr", type=lr_argument, default=0.01,
+                   help="learning rate, or 'auto' for the range test's suggestion (default 0.01)")
+    p.add_argument("--schedule", default=None,
+                   help="constant, linear, one_cycle, cosine, warmup_cosine, cyclic, "
+                        "cosine_restarts, step, exponential or plateau (default: constant lr)")
+    p.add_argument("--interval", choices=["batch", "epoch"], default=None,
+                   help="step the schedule per batch or per epoch "
+                        f"(default: epoch for {', '.join(EPOCH_SCHEDULES)}; batch otherwise)")
+    p.add_argument("--lr-end", type=positive_float, default=None,
+                   help="the schedule's final lr (linear: seed 004's 0.03 -> 0.0001)")
+    p.add_argument("--momentum-end", type=float, default=None,
+                   help="the schedule's final momentum (linear: seed 004's 0.9 -> 0.999)")
+    p.add_argument("--plateau-factor", type=float, default=0.1)
+    p.add_argument("--plateau-patience", type=int, default=2)
+    p.add_argument("--epochs", type=positive_int, default=10, help="total epochs (default 10)")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="early stopping on the valid loss after this many epochs without "
+                        "improvement; the best weights are restored")
+    p.add_argument("--augment", default="none", help="none (default) or flip (keypoint data)")
+    p.add_argument("--out", default="runs/train", help="output folder DIR (default runs/train)")
+    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
+                   help="continue from CHECKPOINT (default DIR/checkpoints/last.pt)")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
+                   help="0 quiet, 1 table + live bar on a terminal (default), 2 table only")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from lrtune.training import (
+        Checkpoint,
+        EarlyStopping,
+        NonFiniteLossError,
+        TensorBoard,
+        Trainer,
+        load_checkpoint,
+    )
+
+    out = Path(args.out)
+    settings = {k: getattr(args, k) for k in RESUME_SETTINGS}
+    settings["schedule"] = args.schedule or "constant"
+    settings["epochs"] = args.epochs
+    state = None
+    if args.resume is not None:
+        path = out / "checkpoints" / "last.pt" if args.resume == "last" else Path(args.resume)
+        state = load_checkpoint(path)
+        _check_same_settings(state.get("extra", {}).get("settings", {}), settings, path)
+
+    splits, model, optimizer, loss_fn, device = build_setup(args)
+    if state is not None and args.lr == "auto":
+        lr = float(state["extra"]["lr"])  # the rate the interrupted run chose
+    elif args.lr == "auto":
+        lr = _range_test_lr(args, splits, model, optimizer, loss_fn, device, out)
+    else:
+        lr = float(args.lr)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    n_batches = math.ceil(len(splits.train[1]) / args.batch_size)
+    schedules = _build_schedules(args, optimizer, lr, n_batches)
+    augment = _build_augment(args.augment, splits)
+    classification = splits.task == "classification"
+
+    callbacks = []
+    if args.patience:
+        callbacks.append(EarlyStopping("valid_loss", patience=args.patience,
+                                       restore_best_weights=True))
+    checkpoint = Checkpoint(out / "checkpoints", monitor="valid_loss",
+                            extra={"lr": lr, "settings": settings})
+    callbacks += [checkpoint, TensorBoard(out / "tensorboard")]
+    if state is None and (out / "tensorboard").is_dir():
+        shutil.rmtree(out / "tensorboard")  # a fresh run must not mix its curves with old ones
+    trainer = Trainer(model, optimizer, loss_fn, metrics=["accuracy"] if classification else None,
+                      callbacks=callbacks, schedules=schedules, augment=augment, device=device,
+                      verbose=args.verbose)
+    if args.verbose:
+        print(f"training {args.model} on {splits.name} ({args.optimizer}, lr {lr:.4g}, schedule "
+              f"{settings['schedule']}, {args.epochs} epochs, batch size {args.batch_size})")
+    start = time.perf_counter()
+    failure = None
+    try:
+        trainer.fit(splits.train, splits.valid, epochs=args.epochs, batch_size=args.batch_size,
+                    resume=state, seed=args.seed)
+    except NonFiniteLossError as exc:
+        failure = exc
+    summary = {
+        "dataset": splits.name, "model": args.model, "optimizer": args.optimizer, "lr": lr,
+        "lr_source": "range test" if args.lr == "auto" else "given",
+        "schedule": settings["schedule"], "epochs": args.epochs,
+        "epochs_run": len(trainer.history), "stop_reason": trainer.stop_reason,
+        "best_epoch": checkpoint.best_epoch_,
+        "best_valid_loss": checkpoint.best_ if checkpoint.best_epoch_ else None,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    if failure is None and checkpoint.best_path.is_file():
+        # the test set sees the best epoch's weights, whatever the last epoch did
+        model.load_state_dict(load_checkpoint(checkpoint.best_path)["model"])
+        test = trainer.evaluate(splits.test, batch_size=max(args.batch_size, 256))
+        summary["test_loss"] = test["loss"]
+        if classification:
+            summary["test_accuracy"] = test["accuracy"]
+    if failure is not None:
+        summary["error"] = str(failure)
+    written = _write_outputs(out, trainer.history, summary)
+    if failure is not None:
+        print(f"lrtune train: error: {failure}", file=sys.stderr)
+        return 1
+    if args.verbose:
+        best = summary["best_epoch"]
+        line = f"best epoch {best} (valid loss {summary['best_valid_loss']:.6g})"
+        if "test_loss" in summary:
+            line += f"; test loss {summary['test_loss']:.6g}"
+        if "test_accuracy" in summary:
+            line += f", test accuracy {summary['test_accuracy']:.4f}"
+        print(line)
+        print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
+    keys = [k for k in RESUME_SETTINGS if k in saved and saved[k] != now[k]]
+    if now["schedule"] not in ("constant", "plateau") and saved.get("epochs") != now["epochs"]:
+        keys.append("epochs")  # the schedule's length depends on it
+    if keys:
+        diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {now[k]})" for k in keys)
+        raise UsageError(f"{path} was written by a run with different settings: {diffs}")
+
+
+def _range_test_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -> float:
+    """The range test's suggestion; ``find_lr`` restores the fresh initial weights (and RNG)."""
+    from lrtune.finder import find_lr
+
+    result = find_lr(model, optimizer, loss_fn, splits.train, batch_size=args.batch_size,
+                     seed=args.seed, device=device)
+    png, _ = result.save(out / "lr_find")
+    if result.suggested_lr is None:
+        raise UsageError(f"--lr auto: the range test was inconclusive ({result.reason}); "
+                         f"see {png} and pass --lr VALUE")
+    if args.verbose:
+        print(f"range test: {result.summary()}")
+    return float(result.suggested_lr)
+
+
+def _build_schedules(args, optimizer, lr: float, n_batches: int):
+    name = args.schedule or "constant"
+    if name == "constant":
+        return None  # a constant lr needs no scheduler
+    if name == "plateau":
+        from lrtune.schedules import ReduceLROnPlateau
+
+        return ReduceLROnPlateau(optimizer, monitor="valid_loss", factor=args.plateau_factor,
+                                 patience=args.plateau_patience)
+    from lrtune.schedules import HyperparamScheduler, named_schedule
+
+    interval = args.interval or ("epoch" if name in EPOCH_SCHEDULES else "batch")
+    total = args.epochs * (n_batches if interval == "batch" else 1)
+    explicit_momentum = args.momentum or args.momentum_end is not None
+    values = named_schedule(name, lr=lr, total_steps=total, lr_end=args.lr_end,
+                            momentum=args.momentum if explicit_momentum else None,
+                            momentum_end=args.momentum_end)
+    return HyperparamScheduler(optimizer, values, interval=interval)
+
+
+def _build_augment(name: str, splits):
+    if name == "none":
+        return None
+    from lrtune.data.augment import make_augment
+
+    return make_augment(name, splits)
+
+
+def _write_outputs(out: Path, history, summary: dict) -> list[Path]:
+    from lrtune.plots import pyplot
+    from lrtune.training.checkpoint_io import atomic_write_text
+    from lrtune.training.curves import plot_history
+
+    out.mkdir(parents=True, exist_ok=True)
+    history.to_json(out / "history.json")
+    history.to_csv(out / "history.csv")
+    written = [out / "history.json", out / "history.csv"]
+    if len(history):
+        fig = plot_history(history)
+        fig.savefig(out / "learning_curves.png", dpi=300)
+        pyplot().close(fig)
+        written.append(out / "learning_curves.png")
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
+    written += [out / "summary.json", out / "checkpoints", out / "tensorboard"]
+    return written

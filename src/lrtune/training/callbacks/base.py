@@ -1,0 +1,108 @@
+"""The no-op base every callback builds on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Callback:
+    """Hooks the :class:`~lrtune.training.loop.Trainer` calls with the trainer and a logs dict.
+
+    Override the hooks you need; each takes ``(trainer, logs, **kwargs)`` and returns nothing.
+    Settings are stored as given; per-run state carries a trailing underscore and is reset in
+    :meth:`on_train_begin`. To stop training set ``trainer.should_stop = True`` (never raise).
+    A stateful callback returns its state from :meth:`state_dict` (plain values and tensors only)
+    so a checkpoint captures it and a resumed run continues exactly.
+
+    Attributes:
+        order: callbacks run in ascending ``order`` (stable for ties). Checkpoint writers run
+            last (``order = 100``) so the state they save includes every other callback's update.
+
+    Hook sequence of one epoch: ``on_epoch_begin`` → per batch ``on_batch_begin`` /
+    ``on_batch_end`` → ``on_validation_end`` (when there is validation data) → ``on_epoch_end``.
+    Batch logs hold ``batch`` (1-based within the epoch), ``loss`` and ``size``; epoch logs are
+    the epoch's history record.
+    """
+
+    order: int = 0
+
+    def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """Before the first epoch (also after a resume; ``logs["initial_epoch"]`` says where)."""
+
+    def on_train_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """After the last epoch, however training ended (finished, stopped, error, interrupt)."""
+
+    def on_epoch_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """Before the first batch of an epoch."""
+
+    def on_epoch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """After training and validation of an epoch; ``logs`` is its history record."""
+
+    def on_batch_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """Before the forward pass of a training batch."""
+
+    def on_batch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """After the optimizer step of a training batch (hyperparameters are the ones it used)."""
+
+    def on_validation_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """After the validation pass of an epoch; ``logs`` holds ``valid_loss`` and metrics."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Per-run state for checkpoints (empty for stateless callbacks)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def overrides(callback: Callback, hook: str) -> bool:
+    """Whether ``callback`` implements ``hook`` (the trainer skips no-op batch hooks entirely).
+
+    Examples:
+        >>> class Noisy(Callback):
+        ...     def on_batch_end(self, trainer, logs, **kwargs):
+        ...         pass
+        >>> overrides(Noisy(), "on_batch_end"), overrides(Noisy(), "on_batch_begin")
+        (True, False)
+    """
+    return getattr(type(callback), hook, None) is not getattr(Callback, hook)
+
+
+def monitor_is_better(mode: str, current: float, best: float, min_delta: float = 0.0) -> bool:
+    """``current`` beats ``best`` by more than ``min_delta`` (NaN never does).
+
+    Examples:
+        >>> monitor_is_better("min", 0.5, 0.6), monitor_is_better("min", 0.5, 0.6, 0.2)
+        (True, False)
+        >>> monitor_is_better("max", 0.9, 0.8), monitor_is_better("max", float("nan"), 0.8)
+        (True, False)
+    """
+    if mode == "min":
+        return current < best - min_delta
+    return current > best + min_delta
+
+
+def resolve_mode(mode: str, monitor: str) -> str:
+    """``"auto"`` means ``"max"`` for accuracy-like names and ``"min"`` otherwise.
+
+    Examples:
+        >>> resolve_mode("auto", "valid_loss"), resolve_mode("auto", "valid_accuracy")
+        ('min', 'max')
+    """
+    if mode not in ("min", "max", "auto"):
+        raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    if mode != "auto":
+        return mode
+    better_high = ("acc", "f1", "auc", "precision", "recall")
+    return "max" if any(k in monitor for k in better_high) else "min"
+
+
+def monitored_value(logs: dict[str, Any], monitor: str, owner: str) -> float:
+    """``logs[monitor]`` as a float, or a ValueError that lists what the logs do hold."""
+    if monitor not in logs or logs[monitor] is None:
+        have = ", ".join(sorted(k for k, v in logs.items() if isinstance(v, int | float)))
+        raise ValueError(
+            f"{owner} monitors {monitor!r}, which the epoch logs do not have (they have: {have}); "
+            "pass validation data or choose another monitor"
+        )
+    return float(logs[monitor])

@@ -1,0 +1,234 @@
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lrtune
+from lrtune.cli import main
+from lrtune.training import load_checkpoint
+
+SRC = Path(lrtune.__file__).resolve().parents[1]  # the tree under test, for subprocesses
+
+
+def _train(tmp_path, *extra, name="run"):
+    out = tmp_path / name
+    return main(["train", "--out", str(out), "--verbose", "2", *extra]), out
+
+
+def _epochs_without_durations(out):
+    records = json.loads((out / "history.json").read_text())["epochs"]
+    return [{k: v for k, v in r.items() if k != "duration"} for r in records]
+
+
+def test_outputs(tmp_path, capsys):
+    code, out = _train(tmp_path, "--epochs", "3", "--lr", "0.05", "--momentum", "0.9",
+                       "--batch-size", "64", "--patience", "2")
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "Epoch | Train loss | Valid loss | Train/Val  | Valid acc  |    lr    | momentum" \
+        in stdout
+    assert "test accuracy" in stdout
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history["epochs"]] == [1, 2, 3]
+    assert {"train_loss", "valid_loss", "train_valid_ratio", "valid_accuracy", "lr", "momentum",
+            "duration"} <= set(history["epochs"][0])
+    assert len(history["batches"]) == 3 * 17  # 1078 training images / 64
+    assert set(history["batches"][0]) == {"step", "epoch", "batch", "loss", "lr", "momentum"}
+    assert (out / "history.csv").read_text().startswith("epoch,train_loss,valid_loss,")
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "summary.json").read_text())
+    best_epoch = min(history["epochs"], key=lambda r: r["valid_loss"])["epoch"]
+    assert summary["best_epoch"] == best_epoch
+    assert 0.5 < summary["test_accuracy"] <= 1
+    assert summary["test_loss"] > 0
+    best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
+    last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert best["epoch"] == best_epoch
+    assert last["epoch"] == 3
+    assert set(best["model"]) == {"1.weight", "1.bias", "3.weight", "3.bias", "5.weight",
+                                  "5.bias"}
+    for run in ("epoch", "batch"):
+        assert list((out / "tensorboard" / run).glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "-1"], "argument --lr: must be a finite number > 0, got -1"),
+        (["--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
+        (["--epochs", "0"], "argument --epochs: must be > 0, got 0"),
+    ],
+)
+def test_usage_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _train(tmp_path, *argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_errors(tmp_path, capsys):
+    code, out = _train(tmp_path, "--epochs", "1", "--resume")
+    assert code == 2
+    assert f"checkpoint not found: {out / 'checkpoints' / 'last.pt'}" in capsys.readouterr().err
+    assert _train(tmp_path, "--epochs", "1", "--batch-size", "128")[0] == 0
+    code, _ = _train(tmp_path, "--epochs", "2", "--batch-size", "64", "--resume")
+    assert code == 2
+    assert "was written by a run with different settings: --batch-size 128 (now 64)" in \
+        capsys.readouterr().err
+
+
+def test_non_finite_loss_exits_non_zero(tmp_path, capsys):
+    code, out = _train(tmp_path, "--epochs", "2", "--lr", "1000")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "lrtune train: error: training stopped: the loss is" in err
+    assert "at epoch 1, batch" in err
+    assert "(lr 1000)" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "non_finite"
+    assert "test_loss" not in summary
+    assert not (out / "checkpoints" / "best.pt").exists()
+
+
+def test_lr_auto_trains_a_fresh_init_with_the_suggestion(tmp_path, capsys):
+    code, auto = _train(tmp_path, "--lr", "auto", "--epochs", "1", "--batch-size", "64",
+                        name="auto")
+    assert code == 0
+    assert "range test: suggested lr" in capsys.readouterr().out
+    assert (auto / "lr_find" / "lr_find.json").exists()
+    lr = json.loads((auto / "summary.json").read_text())["lr"]
+    assert lr == json.loads((auto / "lr_find" / "lr_find.json").read_text())["suggested_lr"]
+    code, given = _train(tmp_path, "--lr", repr(lr), "--epochs", "1", "--batch-size", "64",
+                         name="given")
+    assert code == 0
+    # identical weights: the swept model was put back to its fresh initialisation
+    a = load_checkpoint(auto / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(given / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_lr_auto_inconclusive_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import lrtune.finder
+
+    class Inconclusive:
+        suggested_lr, reason = None, "the loss never decreased"
+
+        def save(self, folder):
+            return Path(folder) / "lr_find.png", Path(folder) / "lr_find.json"
+
+    monkeypatch.setattr(lrtune.finder, "find_lr", lambda *a, **k: Inconclusive())
+    code, out = _train(tmp_path, "--lr", "auto", "--epochs", "1")
+    assert code == 2
+    assert ("--lr auto: the range test was inconclusive (the loss never decreased); see "
+            f"{out / 'lr_find' / 'lr_find.png'} and pass --lr VALUE") in capsys.readouterr().err
+
+
+def _kill_when(out: Path, proc: subprocess.Popen, min_epoch: int, report: dict) -> None:
+    """Poll the last checkpoint; SIGKILL the trainer once it holds epoch >= min_epoch."""
+    last = out / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if last.exists():
+            try:
+                epoch = torch.load(last, weights_only=True)["epoch"]
+            except Exception:  # only possible if the write were not atomic
+                epoch = -1
+                report["unreadable"] = True
+            if epoch >= min_epoch:
+                proc.kill()
+                report["killed_after_epoch"] = epoch
+                return
+        time.sleep(0.01)
+
+
+def test_kill_9_and_resume_equals_a_straight_run(tmp_path):
+    """A real ``kill -9`` mid-run, then ``--resume``: weights and history bit-identical."""
+    common = ["--epochs", "6", "--lr", "0.05", "--momentum", "0.9", "--batch-size", "8",
+              "--patience", "4", "--verbose", "0"]
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "lrtune", "train", *common, "--out", str(killed)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    report: dict = {}
+    watcher = threading.Thread(target=_kill_when, args=(killed, proc, 2, report))
+    watcher.start()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the straight run, meanwhile, in this process, like the children
+    try:
+        assert main(["train", *common, "--out", str(tmp_path / "straight")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        watcher.join()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -9, f"not killed (rc {proc.returncode}): {err.decode()[-2000:]}"
+    assert "unreadable" not in report
+    at_kill = load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"]
+    assert 2 <= at_kill < 6
+
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = tmp_path / "straight"
+    for name in ("last.pt", "best.pt"):
+        a = load_checkpoint(straight / "checkpoints" / name)
+        b = load_checkpoint(killed / "checkpoints" / name)
+        assert a["epoch"] == b["epoch"]
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), (name, key)
+    assert _epochs_without_durations(killed) == _epochs_without_durations(straight)
+    batches = [json.loads((d / "history.json").read_text())["batches"] for d in (straight, killed)]
+    assert batches[0] == batches[1]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (straight, killed)]
+    assert summaries[0]["test_loss"] == summaries[1]["test_loss"]
+    assert summaries[0]["best_epoch"] == summaries[1]["best_epoch"]
+
+
+# --- these need the schedules and data packages of the other issues -------------------------
+
+def test_linear_schedule_is_seed_004s_pair(tmp_path):
+    pytest.importorskip("lrtune.schedules")
+    import numpy as np
+
+    code, out = _train(tmp_path, "--schedule", "linear", "--lr", "0.03", "--lr-end", "0.0001",
+                       "--momentum", "0.9", "--momentum-end", "0.999", "--epochs", "4",
+                       "--batch-size", "128")
+    assert code == 0
+    epochs = json.loads((out / "history.json").read_text())["epochs"]
+    assert [r["lr"] for r in epochs] == pytest.approx(np.linspace(0.03, 0.0001, 4))
+    assert [r["momentum"] for r in epochs] == pytest.approx(np.linspace(0.9, 0.999, 4))
+
+
+@pytest.mark.parametrize("name", ["one_cycle", "cosine", "plateau"])
+def test_other_schedules_run(tmp_path, name):
+    pytest.importorskip("lrtune.schedules")
+    code, out = _train(tmp_path, "--schedule", name, "--lr", "0.1", "--epochs", "2",
+                       "--batch-size", "128")
+    assert code == 0
+    batches = json.loads((out / "history.json").read_text())["batches"]
+    lrs = [b["lr"] for b in batches]
+    if name == "plateau":
+        assert lrs[0] == 0.1
+    else:
+        assert len(set(lrs)) > 2
+        assert max(lrs) <= 0.1 + 1e-12
+
+
+def test_unknown_schedule_is_a_usage_error(tmp_path, capsys):
+    pytest.importorskip("lrtune.schedules")
+    code, _ = _train(tmp_path, "--schedule", "zigzag", "--epochs", "1")
+    assert code == 2
+    assert "zigzag" in capsys.readouterr().err
+
+
+def test_flip_needs_keypoints(tmp_path, capsys):
+    pytest.importorskip("lrtune.data.augment")
+    code, _ = _train(tmp_path, "--augment", "flip", "--epochs", "1")
+    assert code == 2
+    assert "digits" in capsys.readouterr().err
