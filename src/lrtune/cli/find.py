@@ -43,6 +43,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
     p.add_argument("--momentum", type=float, default=0.0,
                    help="SGD momentum (Adam: beta1 when given)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
@@ -62,7 +63,8 @@ def build_setup(args):
     model = build_model(args.model, splits.in_features, splits.n_outputs,
                         input_shape=splits.input_shape).to(args.device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
-                               momentum=args.momentum, weight_decay=args.weight_decay)
+                               momentum=args.momentum, weight_decay=args.weight_decay,
+                               nesterov=args.nesterov)
     return splits, model, optimizer, loss_for(splits), torch.device(args.device)
 
 

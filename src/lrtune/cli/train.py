@@ -30,7 +30,8 @@ history.json, history.csv, learning_curves.png and summary.json (test metrics of
 
 EPOCH_SCHEDULES = ("linear", "step", "plateau")  # seed 004 adjusts per epoch; others per batch
 # settings that must not change when a run is resumed (they change the data, model or schedule)
-RESUME_SETTINGS = ("dataset", "model", "optimizer", "lr", "momentum", "weight_decay", "batch_size",
+RESUME_SETTINGS = ("dataset", "model", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                   "batch_size",
                    "seed", "schedule", "interval", "lr_end", "momentum_end", "augment",
                    "plateau_factor", "plateau_patience")
 
@@ -74,6 +75,26 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    summary = run_training(args)
+    if "error" in summary:
+        print(f"lrtune train: error: {summary['error']}", file=sys.stderr)
+        return 1
+    if args.verbose:
+        line = f"best epoch {summary['best_epoch']} (valid loss {summary['best_valid_loss']:.6g})"
+        if "test_loss" in summary:
+            line += f"; test loss {summary['test_loss']:.6g}"
+        if "test_accuracy" in summary:
+            line += f", test accuracy {summary['test_accuracy']:.4f}"
+        print(line)
+        print(f"wrote {', '.join(str(p) for p in summary['written'])}")
+    return 0
+
+
+def run_training(args) -> dict:
+    """Everything ``lrtune train`` does; returns the summary (``"error"`` set on a NaN stop).
+
+    ``lrtune demo`` and ``lrtune compare`` run their recipes through this too.
+    """
     from lrtune.training import (
         Checkpoint,
         EarlyStopping,
@@ -147,20 +168,11 @@ def run(args) -> int:
             summary["test_accuracy"] = test["accuracy"]
     if failure is not None:
         summary["error"] = str(failure)
-    written = _write_outputs(out, trainer.history, summary)
-    if failure is not None:
-        print(f"lrtune train: error: {failure}", file=sys.stderr)
-        return 1
-    if args.verbose:
-        best = summary["best_epoch"]
-        line = f"best epoch {best} (valid loss {summary['best_valid_loss']:.6g})"
-        if "test_loss" in summary:
-            line += f"; test loss {summary['test_loss']:.6g}"
-        if "test_accuracy" in summary:
-            line += f", test accuracy {summary['test_accuracy']:.4f}"
-        print(line)
-        print(f"wrote {', '.join(str(p) for p in written)}")
-    return 0
+    if "image_size" in splits.extra and "test_loss" in summary:
+        # coordinates live in [-1, 1] over the image: RMSE in pixels is sqrt(MSE) * size / 2
+        summary["test_rmse_px"] = math.sqrt(summary["test_loss"]) * splits.extra["image_size"] / 2
+    summary["written"] = [str(p) for p in _write_outputs(out, trainer.history, summary)]
+    return summary
 
 
 def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
