@@ -13,7 +13,7 @@ import sys
 
 from lrtune.cli.common import UsageError
 
-SUBCOMMANDS = ["find", "schedule", "train"]
+SUBCOMMANDS = ["find", "schedule", "train", "compare", "demo"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -74,6 +74,13 @@ def half_turn(lrs, losses) -> float | None:
     return float(lrs[int(np.argmin(y))]) / 2.0
 
 
+DESCRIPTIONS = {
+    "steepest": "the rate where the loss falls fastest per decade of learning rate",
+    "valley": "the middle of the longest stretch over which the loss keeps falling",
+    "min_div_10": "a tenth of the rate at which the loss is lowest",
+    "half_turn": "half the rate at which the loss turns up (seed 000)",
+}
+
 RULES: dict[str, Callable[..., float | None]] = {
     "steepest": steepest,
     "valley": valley,

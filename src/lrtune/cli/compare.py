@@ -1,0 +1,158 @@
+"""``lrtune compare``: run several training recipes on the same data and seed, side by side.
+
+A recipe is a set of ``lrtune train`` options. Give them on the command line
+(``--recipe "NAME: OPTIONS"``, with ``--common OPTIONS`` shared by all) or in a TOML file
+(``--recipes FILE``; format in ``examples/seed004_compare.toml``). Every run is written to
+``DIR/<recipe>/`` exactly as ``lrtune train`` writes it; ``DIR/report.md`` puts them side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import shlex
+from pathlib import Path
+
+from lrtune.cli.common import UsageError
+
+EPILOG = """examples:
+  lrtune compare --recipes examples/seed004_compare.toml --out runs/seed004
+  lrtune compare --common "--epochs 20 --momentum 0.9" \\
+      --recipe "constant: --lr 0.05" --recipe "one cycle: --lr 0.05 --schedule one_cycle"
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare", help="run several recipes side by side", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--recipes", metavar="FILE.toml", help="recipes from a TOML file")
+    p.add_argument("--recipe", action="append", default=[], metavar='"NAME: OPTIONS"',
+                   help="one recipe: a name, a colon, then `lrtune train` options (repeatable)")
+    p.add_argument("--common", default="", metavar='"OPTIONS"',
+                   help="`lrtune train` options every recipe shares")
+    p.add_argument("--table-epochs", default=None, metavar="E1,E2,...",
+                   help="epochs shown in each run's table (default: about six, spread out)")
+    p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    p.set_defaults(run=run)
+
+
+def toml_options(table: dict, where: str) -> list[str]:
+    """``{"lr": 0.03, "nesterov": true}`` -> ``["--lr", "0.03", "--nesterov"]``.
+
+    Examples:
+        >>> toml_options({"lr_end": 1e-4, "nesterov": True, "augment": "flip"}, "x")
+        ['--lr-end', '0.0001', '--nesterov', '--augment', 'flip']
+    """
+    argv: list[str] = []
+    for key, value in table.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, int | float | str):
+            argv += [flag, str(value)]
+        else:
+            raise UsageError(f"{where}: option {key!r} must be a string, number or boolean")
+    return argv
+
+
+def read_recipes(path: str) -> tuple[str | None, list[tuple[str, list[str]]]]:
+    """Title and ``(name, train options)`` of every recipe in a TOML file."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"recipes file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    common = toml_options(data.get("common", {}), f"{path} [common]")
+    recipes = []
+    for i, table in enumerate(data.get("recipes", [])):
+        table = dict(table)
+        name = table.pop("name", None)
+        if not name:
+            raise UsageError(f"{path}: recipe {i + 1} has no name")
+        recipes.append((str(name), common + toml_options(table, f"{path} recipe {name!r}")))
+    return data.get("title"), recipes
+
+
+def parse_recipe(text: str, common: list[str]) -> tuple[str, list[str]]:
+    name, sep, options = text.partition(":")
+    if not sep or not name.strip():
+        raise UsageError(f"--recipe must look like 'NAME: OPTIONS', got {text!r}")
+    return name.strip(), common + shlex.split(options)
+
+
+def train_args(name: str, argv: list[str], out: Path, verbose: int):
+    """The ``lrtune train`` namespace of one recipe; a bad option names the recipe."""
+    from lrtune.cli import build_parser
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return build_parser().parse_args(
+                ["train", *argv, "--out", str(out), "--verbose", str(verbose)])
+    except SystemExit:
+        reason = err.getvalue().strip().split("error: ", 1)[-1]
+        raise UsageError(f"recipe {name!r}: {reason}") from None
+
+
+def slug(name: str) -> str:
+    """A folder name for a recipe.
+
+    Examples:
+        >>> slug("net5 (flip)")
+        'net5-flip'
+    """
+    return re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-") or "run"
+
+
+def run(args) -> int:
+    from lrtune.cli.train import run_training
+    from lrtune.compare_report import write_compare_report
+
+    title, recipes = read_recipes(args.recipes) if args.recipes else (None, [])
+    common = shlex.split(args.common)
+    recipes += [parse_recipe(text, common) for text in args.recipe]
+    if len(recipes) < 1:
+        raise UsageError("no recipe: give --recipes FILE.toml or at least one --recipe")
+    names = [name for name, _ in recipes]
+    if len(set(map(slug, names))) != len(names):
+        raise UsageError(f"recipe names must be distinct: {names}")
+    out = Path(args.out)
+    # parse every recipe before running any, so a typo in the last one costs nothing
+    parsed = [(name, argv, train_args(name, argv, out / slug(name), args.verbose))
+              for name, argv in recipes]
+    runs = []
+    for name, argv, train in parsed:
+        if args.verbose:
+            print(f"== {name}: lrtune train {shlex.join(argv)}")
+        summary = run_training(train)
+        runs.append({"name": name, "dir": str(out / slug(name)), "summary": summary})
+        if "error" in summary:
+            print(f"recipe {name!r} stopped: {summary['error']}")
+    epochs = _epochs(args.table_epochs)
+    report = write_compare_report(out, runs, title=title, table_epochs=epochs)
+    (out / "summary.json").write_text(json.dumps(runs, indent=2) + "\n")
+    print(f"wrote {report}")
+    return 1 if any("error" in r["summary"] for r in runs) else 0
+
+
+def _epochs(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        epochs = sorted({int(t) for t in text.split(",")})
+    except ValueError:
+        raise UsageError(
+            f"--table-epochs must be integers separated by commas, got {text!r}"
+        ) from None
+    if epochs[0] < 1:
+        raise UsageError(f"--table-epochs must be >= 1, got {text!r}")
+    return epochs
