@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "find_lr": "lrtune.finder.range_test",
     "FinderResult": "lrtune.finder.result",
+    "sweep": "lrtune.sweep.core",
+    "SweepResult": "lrtune.sweep.result",
 }
 
 __all__ = ["__version__", *_EXPORTS]
