@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "find_lr": "lrtune.finder.range_test",
     "FinderResult": "lrtune.finder.result",
-    "sweep": "lrtune.sweep.core",
+    "sweep": "lrtune.sweep",
     "SweepResult": "lrtune.sweep.result",
 }
 

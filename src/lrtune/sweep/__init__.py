@@ -7,6 +7,9 @@ the chosen rate. ``confirm_lr(...)`` runs it inside the bracket a range test pro
 
 from __future__ import annotations
 
+import sys
+import types
+
 from lrtune.sweep.confirm import bracket_from_finder, confirm_lr
 from lrtune.sweep.core import candidate_lrs, sweep
 from lrtune.sweep.engines import SweepFallbackWarning
@@ -22,3 +25,15 @@ __all__ = [
     "default_tolerance",
     "sweep",
 ]
+
+
+class _CallablePackage(types.ModuleType):
+    """Importing ``lrtune.sweep.*`` binds ``lrtune.sweep`` to this package, hiding the function
+    of the same name that ``lrtune`` exports; calling the package calls the function, so
+    ``lrtune.sweep(...)`` works either way."""
+
+    def __call__(self, *args, **kwargs) -> SweepResult:
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

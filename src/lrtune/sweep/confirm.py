@@ -8,7 +8,7 @@ from collections.abc import Callable
 from lrtune.sweep.core import sweep
 from lrtune.sweep.result import SweepResult
 
-SPAN_DECADES = 1.75  # bracket width below the range test's minimum (8 rates: a quarter decade apart)
+SPAN_DECADES = 1.75  # bracket width below the range test minimum (8 rates: quarter decades)
 INCONCLUSIVE_SPAN_DECADES = 3.0
 CONFIRM_FRACTION = 0.25  # default short budget: a quarter of the planned training
 

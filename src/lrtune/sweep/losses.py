@@ -1,4 +1,4 @@
-"""Per-copy losses and metrics of K stacked outputs ``(K, B, ...)`` against shared targets ``(B, ...)``."""
+"""Per-copy losses and metrics of K stacked outputs ``(K, B, ...)`` against shared targets."""
 
 from __future__ import annotations
 
