@@ -253,16 +253,14 @@ ENGINES = ("auto", "batched", "vmap", "sequential")
 def _probe(engine_cls, model: nn.Module, spec: OptimSpec, x: torch.Tensor) -> str | None:
     """Why ``engine_cls`` cannot run ``model`` on ``x`` (None when it can).
 
-    Runs one train-mode forward and backward of two copies, then checks that the eval-mode
-    output of the copies equals the module's own output. The RNG state is put back afterwards.
+    Checks that the eval-mode output of two copies equals the module's own output, then runs
+    one train-mode forward and backward. The RNG state is put back afterwards.
     """
     device = x.device
     state = _rng_state(device)
     try:
         engine = engine_cls(model, spec, [0.0, 0.0])
-        out = engine.forward(x, train=True)
-        out.float().sum().backward() if out.requires_grad else None
-        with torch.no_grad():
+        with torch.no_grad():  # eval first: the train pass below moves BatchNorm's statistics
             out = engine.forward(x, train=False)
             was = model.training
             model.eval()
@@ -274,6 +272,9 @@ def _probe(engine_cls, model: nn.Module, spec: OptimSpec, x: torch.Tensor) -> st
             return f"its vectorised output has shape {tuple(out.shape[1:])}, not {tuple(ref.shape)}"
         if not torch.allclose(out.float(), ref.float().expand_as(out), rtol=1e-4, atol=1e-5):
             return "its vectorised output differs from the module's own output"
+        out = engine.forward(x, train=True)
+        if out.requires_grad:
+            out.float().sum().backward()
     except Exception as exc:  # any failure to vectorise means: use another engine
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"{type(exc).__name__}: {first}"[:300]
