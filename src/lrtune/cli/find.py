@@ -89,6 +89,7 @@ def run(args) -> int:
         raise ValueError(
             f"--end-lr ({args.end_lr}) must be greater than --start-lr ({args.start_lr})"
         )
+    check_confirm_arguments(args)
     rule = args.rule or DEFAULT_RULE
     if rule not in RULES:
         raise ValueError(f"unknown --rule {rule!r}; choose from {', '.join(RULES)}")
@@ -110,14 +111,17 @@ def run(args) -> int:
     return 0
 
 
+def check_confirm_arguments(args) -> None:
+    if args.confirm and args.confirm_fraction > 1:
+        raise ValueError(f"--confirm-fraction must be in (0, 1], got {args.confirm_fraction}")
+
+
 def confirm(args, result, model, splits, loss_fn, device, json_path) -> None:
     """Run the confirmation sweep; write sweep.png/sweep.json and add its keys to lr_find.json."""
     import json
 
     from lrtune.sweep import confirm_lr
 
-    if args.confirm_fraction > 1:
-        raise ValueError(f"--confirm-fraction must be in (0, 1], got {args.confirm_fraction}")
     epochs = max(1, round(args.epochs * args.confirm_fraction))
     kwargs = {"momentum": args.momentum, "weight_decay": args.weight_decay}
     swept = confirm_lr(model, args.optimizer, kwargs, loss_fn, splits.train, splits.valid, result,
