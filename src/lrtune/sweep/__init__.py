@@ -13,7 +13,7 @@ import types
 from lrtune.sweep.confirm import bracket_from_finder, confirm_lr
 from lrtune.sweep.core import candidate_lrs, sweep
 from lrtune.sweep.engines import SweepFallbackWarning
-from lrtune.sweep.result import SweepResult, choose, default_tolerance
+from lrtune.sweep.result import SweepResult, choose, default_tolerance, paired_tolerances
 
 __all__ = [
     "SweepFallbackWarning",
@@ -23,6 +23,7 @@ __all__ = [
     "choose",
     "confirm_lr",
     "default_tolerance",
+    "paired_tolerances",
     "sweep",
 ]
 

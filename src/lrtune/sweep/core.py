@@ -12,9 +12,9 @@ from torch import nn
 
 from lrtune.data.batching import as_batches
 from lrtune.sweep.engines import make_engine
-from lrtune.sweep.losses import correct_counts, per_copy_loss, resolve_metric
+from lrtune.sweep.losses import correct_counts, correct_rows, per_copy_loss, resolve_metric
 from lrtune.sweep.optim import optim_spec
-from lrtune.sweep.result import SweepResult, choose, default_tolerance
+from lrtune.sweep.result import SweepResult, choose, default_tolerance, paired_tolerances
 
 
 def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, float] | None = None,
@@ -99,9 +99,11 @@ def sweep(
     up to floating-point rounding). A copy whose training loss becomes non-finite stops there
     (diverged) and cannot be chosen.
 
-    The choice: the final validation metric of each copy; the lowest rate within ``tolerance``
-    of the best (see :func:`lrtune.sweep.result.choose` and
-    :func:`lrtune.sweep.result.default_tolerance`).
+    The choice: the final validation metric of each copy; the lowest rate within noise of the
+    best (see :func:`lrtune.sweep.result.choose`). Noise, unless ``tolerance`` is given: for
+    accuracy, one standard error of the paired difference with the best copy on the same
+    validation samples (:func:`lrtune.sweep.result.paired_tolerances`); for a loss, 1 % of
+    the best loss.
 
     Args:
         model: a module (its current weights are the start; it is not modified) or a factory
@@ -186,7 +188,16 @@ def sweep(
     final = [None if (d is not None or s is None or not math.isfinite(s)) else s
              for s, d in zip(final, curves["diverged_step"], strict=True)]
     finite = [s for s in final if s is not None]
-    if tolerance is None:
+    correct = curves["final_correct"]
+    if tolerance is None and metric_name == "accuracy" and finite and correct:
+        best_i = max((i for i, s in enumerate(final) if s is not None),
+                     key=lambda i: (final[i], -i))
+        rows = sorted(correct)
+        tols = paired_tolerances(torch.stack([correct[i] for i in rows]).cpu().numpy(),
+                                 rows.index(best_i))
+        tolerance = [tols[rows.index(i)] if (i in correct and final[i] is not None) else None
+                     for i in range(len(candidates))]
+    elif tolerance is None:
         best = (max(finite) if metric_name == "accuracy" else min(finite)) if finite else 0.0
         tolerance = default_tolerance(metric_name, best, n_valid)
     index, reason = choose(candidates, final, mode="max" if metric_name == "accuracy" else "min",
@@ -200,7 +211,7 @@ def sweep(
         valid_loss=curves["valid_loss"], valid_metric=curves["valid_metric"],
         final_metric=final, diverged_step=curves["diverged_step"],
         chosen_lr=None if index is None else candidates[index], chosen_index=index,
-        reason=reason, tolerance=float(tolerance), engine=eng.name, fallback_reason=fallback,
+        reason=reason, tolerance=tolerance, engine=eng.name, fallback_reason=fallback,
         seconds=time.perf_counter() - start, settings=settings, weights=weights,
     )
 
@@ -210,7 +221,7 @@ def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epo
     """The loop: one step of every live copy per batch; a point of the curves per epoch."""
     curves: dict = {key: [[] for _ in range(k)] for key in
                     ("train_loss", "train_metric", "valid_loss", "valid_metric")}
-    curves.update(steps=[], epochs=[], diverged_step=[None] * k)
+    curves.update(steps=[], epochs=[], diverged_step=[None] * k, final_correct={})
     loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     metric_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     seen = 0
@@ -234,9 +245,10 @@ def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epo
             metric_sum.index_add_(0, alive, correct_counts(out.detach(), y).double())
         seen += n
         eng.update(losses, ok_list)
-        if (step + 1) % per_epoch == 0 or step + 1 == total or not eng.alive:
+        last = step + 1 == total or not eng.alive
+        if (step + 1) % per_epoch == 0 or last:
             _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, step + 1,
-                    per_epoch, accuracy)
+                    per_epoch, accuracy, last)
             loss_sum.zero_()
             metric_sum.zero_()
             seen = 0
@@ -246,12 +258,14 @@ def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epo
 
 
 def _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, steps_done,
-            per_epoch, accuracy) -> None:
+            per_epoch, accuracy, last) -> None:
     k = len(curves["train_loss"])
     curves["steps"].append(steps_done)
     curves["epochs"].append(round(steps_done / per_epoch, 6))
-    v_loss, v_metric = _evaluate(eng, loss_fn, valid_batches, accuracy)
+    v_loss, v_metric, correct = _evaluate(eng, loss_fn, valid_batches, accuracy)
     live = {orig: pos for pos, orig in enumerate(eng.alive)}
+    if last and correct is not None:
+        curves["final_correct"] = {orig: correct[pos] for orig, pos in live.items()}
     train_loss = (loss_sum / max(seen, 1)).tolist()
     train_metric = (metric_sum / max(seen, 1)).tolist()
     for i in range(k):
@@ -267,19 +281,23 @@ def _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, ste
 
 
 @torch.no_grad()
-def _evaluate(eng, loss_fn, valid_batches, accuracy: bool) -> tuple[list[float], list[float]]:
-    """Validation loss and accuracy of every live copy (eval mode)."""
+def _evaluate(eng, loss_fn, valid_batches, accuracy: bool):
+    """Validation loss, accuracy, and per-sample correctness ``(K, n)`` of every live copy."""
     if not eng.alive:
-        return [], []
+        return [], [], None
     n = len(eng.alive)
     dev = valid_batches[0][0].device
     loss = torch.zeros(n, dtype=torch.float64, device=dev)
     correct = torch.zeros(n, dtype=torch.float64, device=dev)
     count = 0
+    rows = []
     for x, y in valid_batches:
         out = eng.forward(x, train=False)
         loss += per_copy_loss(loss_fn, out, y).double() * len(y)
         if accuracy:
-            correct += correct_counts(out, y).double()
+            hits = correct_rows(out, y)
+            rows.append(hits)
+            correct += hits.sum(1).double()
         count += len(y)
-    return (loss / count).tolist(), (correct / count).tolist()
+    per_sample = torch.cat(rows, dim=1) if rows else None
+    return (loss / count).tolist(), (correct / count).tolist(), per_sample

@@ -27,13 +27,14 @@ def per_copy_loss(loss_fn: Callable, out: torch.Tensor, y: torch.Tensor) -> torc
     return torch.stack([loss_fn(out[i], y) for i in range(k)])
 
 
-def correct_counts(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per copy, how many rows of ``out`` (K, B, C) have their arg-max equal to ``y`` (B,).
+def correct_rows(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(K, B)`` booleans: copy k's arg-max equals ``y``; a non-finite logit counts as wrong."""
+    return (out.argmax(-1) == y) & torch.isfinite(out).all(-1)
 
-    Rows with a non-finite logit count as wrong.
-    """
-    ok = (out.argmax(-1) == y) & torch.isfinite(out).all(-1)
-    return ok.sum(1)
+
+def correct_counts(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per copy, how many rows of ``out`` (K, B, C) have their arg-max equal to ``y`` (B,)."""
+    return correct_rows(out, y).sum(1)
 
 
 def resolve_metric(metric: str, y: torch.Tensor) -> str:

@@ -29,10 +29,11 @@ def plot_sweep(result):
                   label="diverged")
     if result.chosen_index is not None:
         i = result.chosen_index
+        tol = result.tolerance[i] if isinstance(result.tolerance, list) else result.tolerance
         left.plot([lrs[i]], [final[i]], "*", color="tab:orange", ms=16,
                   label=f"chosen: {lrs[i]:.3g}")
-        left.axhspan(final[i] - result.tolerance if result.mode == "max" else final[i],
-                     final[i] if result.mode == "max" else final[i] + result.tolerance,
+        left.axhspan(final[i] - tol if result.mode == "max" else final[i],
+                     final[i] if result.mode == "max" else final[i] + tol,
                      color="tab:orange", alpha=0.1)
     left.set_xscale("log")
     left.set_xlabel("learning rate")

@@ -29,14 +29,42 @@ def default_tolerance(metric: str, best: float, n_valid: int) -> float:
     return LOSS_RTOL * abs(best)
 
 
+def paired_tolerances(correct, best: int) -> list[float]:
+    """Noise of each copy's accuracy difference with copy ``best``, on the same samples.
+
+    ``correct`` is a ``(K, n)`` boolean array: copy k got validation sample j right. All copies
+    are scored on the same samples, so the noise of a difference is that of a paired
+    comparison (as in McNemar's test): with ``d`` the share of samples on which the two copies
+    disagree and ``delta`` their accuracy difference, the standard error of the difference is
+    ``sqrt((d - delta**2) / n)``; never less than one sample, ``1 / n``.
+
+    Examples:
+        >>> import numpy as np
+        >>> c = np.array([[1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 1, 0]], dtype=bool)
+        >>> [round(t, 3) for t in paired_tolerances(c, 0)]
+        [0.25, 0.354, 0.25]
+    """
+    import numpy as np
+
+    c = np.asarray(correct, dtype=bool)
+    n = c.shape[1]
+    out = []
+    for row in c:
+        d = float(np.mean(row != c[best]))
+        delta = float(np.mean(c[best]) - np.mean(row))
+        out.append(max(math.sqrt(max(d - delta**2, 0.0) / n), 1 / n))
+    return out
+
+
 def choose(lrs: list[float], scores: list[float | None], *, mode: str,
-           tolerance: float) -> tuple[int | None, str]:
+           tolerance: float | list[float | None]) -> tuple[int | None, str]:
     """Pick the rate: the lowest rate whose score is within ``tolerance`` of the best score.
 
     ``scores`` are final validation metrics (None or non-finite for a diverged copy);
-    ``mode`` is ``"max"`` (accuracy) or ``"min"`` (loss). Among rates that are equally good
-    within noise the lowest is the safe choice: a full run collapses at rates only a few
-    times above the short run's best, never below it.
+    ``mode`` is ``"max"`` (accuracy) or ``"min"`` (loss); ``tolerance`` is one number, or one
+    per candidate (the noise of its difference with the best, see :func:`paired_tolerances`).
+    Among rates that are equally good within noise the lowest is the safe choice: a full run
+    collapses at rates only a few times above the short run's best, never below it.
 
     Returns:
         ``(index, reason)``; index is None when every copy diverged.
@@ -54,10 +82,14 @@ def choose(lrs: list[float], scores: list[float | None], *, mode: str,
         return None, "every candidate diverged or has a non-finite validation score"
     sign = 1.0 if mode == "max" else -1.0
     best_i, best = max(valid, key=lambda t: (sign * t[1], -lrs[t[0]]))
-    near = [i for i, s in valid if sign * (best - s) <= tolerance]
+    tols = (list(tolerance) if isinstance(tolerance, list | tuple)
+            else [tolerance] * len(scores))
+    near = [i for i, s in valid if sign * (best - s) <= (tols[i] or 0.0)]
     pick = min(near, key=lambda i: lrs[i])
     kind = "accuracy-like" if mode == "max" else "loss-like"
-    return pick, (f"lowest rate within {tolerance:.3g} of the best {kind} score {best:.4g} "
+    within = (f"within {tolerance:.3g}" if not isinstance(tolerance, list | tuple)
+              else "within one paired standard error")
+    return pick, (f"lowest rate {within} of the best {kind} score {best:.4g} "
                   f"(lr {lrs[best_i]:.3g})")
 
 
@@ -86,7 +118,8 @@ class SweepResult:
         final_metric: the validation metric of each rate's final weights (None if diverged).
         diverged_step: the step at which each copy's training loss became non-finite (or None).
         chosen_lr, chosen_index: the choice (None when every copy diverged); ``reason`` says how.
-        tolerance: what "within noise" meant for the choice.
+        tolerance: what "within noise" meant for the choice: one number, or one per rate
+            (the paired standard error of its accuracy difference with the best rate).
         engine: ``batched``, ``vmap`` or ``sequential``; ``fallback_reason`` when sequential
             was forced by a module that cannot be vectorised.
         seconds: wall time of the training and evaluation.
@@ -106,7 +139,7 @@ class SweepResult:
     chosen_lr: float | None
     chosen_index: int | None
     reason: str
-    tolerance: float
+    tolerance: float | list[float | None]
     engine: str
     fallback_reason: str | None = None
     seconds: float = 0.0
