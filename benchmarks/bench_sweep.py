@@ -226,19 +226,19 @@ def _grid(common, task, seeds) -> tuple[dict, str]:
 
 def run_quality(args) -> dict:
     from lrtune.sweep import confirm_lr
-    from lrtune.sweep.confirm import CONFIRM_FRACTION
 
     common = _load_common()
+    fraction = args.fraction
     seeds = list(range(args.seeds))
     names = args.tasks.split(",") if args.tasks else list(common.TASKS)
-    out: dict = {"tasks": {}, "seeds": seeds, "k": K, "fraction": CONFIRM_FRACTION}
+    out: dict = {"tasks": {}, "seeds": seeds, "k": K, "fraction": fraction}
     for name in names:
         task = common.TASKS[name]
         t0 = time.perf_counter()
         grid, source = _grid(common, task, seeds)
         splits = common.splits_of(task.dataset)
         key = grid["metric"]
-        budget = max(1, round(CONFIRM_FRACTION * task.epochs))
+        budget = max(1, round(fraction * task.epochs))
         per_seed = []
         for s in seeds:
             finder, _ = common.run_finder(task, s)
@@ -279,7 +279,7 @@ def run_quality(args) -> dict:
               f"({gap if gap is None else round(gap, 3)} {unit}) pass={ok}; compute "
               f"{compute / grid['steps']:.3f} of the grid", flush=True)
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "sweep_quality.json").write_text(json.dumps(out, indent=1))
+        (RESULTS / f"sweep_quality{args.suffix}.json").write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -295,6 +295,9 @@ def main(argv=None) -> int:
     q = sub.add_parser("quality")
     q.add_argument("--tasks", default="")
     q.add_argument("--seeds", type=int, default=3)
+    q.add_argument("--fraction", type=float, default=0.25,
+                   help="share of the task's epochs the confirmation trains")
+    q.add_argument("--suffix", default="", help="suffix of the results file name")
     args = parser.parse_args(argv)
     if args.what == "speed-child":
         print(json.dumps(speed_child(args.variant, args.epochs)))
@@ -307,7 +310,7 @@ def main(argv=None) -> int:
     result = run_speed(args) if args.what == "speed" else run_quality(args)
     result["meta"] = {**meta, "load_after": os.getloadavg()}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"sweep_{args.what}.json"
+    path = RESULTS / f"sweep_{args.what}{getattr(args, 'suffix', '')}.json"
     path.write_text(json.dumps(result, indent=1))
     print(json.dumps(result.get("summary", {}), indent=1))
     if args.what == "speed":
