@@ -14,6 +14,13 @@ from lrtune.finder import find_lr
 from lrtune.sweep import bracket_from_finder, confirm_lr
 
 
+def test_cli_default_fraction_is_the_librarys():
+    from lrtune.cli.find import CONFIRM_FRACTION as cli
+    from lrtune.sweep.confirm import CONFIRM_FRACTION as lib
+
+    assert cli == lib
+
+
 def test_bracket_rules():
     ok = SimpleNamespace(verdict="ok", min_loss_lr=0.5, suggested_lr=0.05, stop_lr=2.0)
     lo, hi = bracket_from_finder(ok)
@@ -50,11 +57,11 @@ def test_find_confirm_cli_writes_both_rates(tmp_path, capsys):
                  "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "confirmation: 3 rates, 1 epochs each (0.25 of 4)" in text
+    assert "confirmation: 3 rates, 2 epochs each (0.5 of 4)" in text
     data = json.loads((out / "lr_find.json").read_text())
     assert "suggested_lr" in data and "lrs" in data  # the range test's keys stay
     assert data["confirmed_lr"] in data["confirm"]["candidates"]
-    assert len(data["confirm"]["valid_metric"]) == 3 and data["confirm"]["epochs"] == 1
+    assert len(data["confirm"]["valid_metric"]) == 3 and data["confirm"]["epochs"] == 2
     assert (out / "sweep.png").exists() and (out / "sweep.json").exists()
 
 

@@ -6,12 +6,14 @@ import argparse
 
 from lrtune.cli.common import positive_float, positive_int, seed_everything
 
+CONFIRM_FRACTION = 0.5  # as lrtune.sweep.confirm (copied: --help must not import torch)
+
 EPILOG = """examples:
   lrtune find                                   # digits, seed 000's MLP, SGD
   lrtune find --optimizer adam --num-iters 300 --out runs/adam
   lrtune find --optimizer sgd --momentum 0.9 --validate
-  lrtune find --confirm                         # + train 8 rates of the bracket for 5 epochs
-  lrtune find --confirm 6 --epochs 40           # 6 rates, 10 epochs (a quarter of 40)
+  lrtune find --confirm                         # + train 8 rates of the bracket for 10 epochs
+  lrtune find --confirm 6 --epochs 40           # 6 rates, 20 epochs (half of 40)
 """
 
 
@@ -45,8 +47,9 @@ def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
                         "(vectorised) on a short budget and pick the best by validation")
     p.add_argument("--epochs", type=positive_int, default=20,
                    help="planned training epochs; --confirm trains --confirm-fraction of them")
-    p.add_argument("--confirm-fraction", type=positive_float, default=0.25,
-                   help="share of the planned epochs the confirmation trains (default 0.25)")
+    p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
+                   help=f"share of the planned epochs the confirmation trains "
+                        f"(default {CONFIRM_FRACTION})")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
