@@ -33,6 +33,8 @@ _EXPORTS = {
     "ProgressTable": "lrtune.training.callbacks.table",
     "ProgressBar": "lrtune.training.callbacks.progress_bar",
     "load_checkpoint": "lrtune.training.checkpoint_io",
+    "sweep": "lrtune.sweep",
+    "SweepResult": "lrtune.sweep.result",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -6,10 +6,14 @@ import argparse
 
 from lrtune.cli.common import positive_float, positive_int, seed_everything
 
+CONFIRM_FRACTION = 0.5  # as lrtune.sweep.confirm (copied: --help must not import torch)
+
 EPILOG = """examples:
   lrtune find                                   # digits, seed 000's MLP, SGD
   lrtune find --optimizer adam --num-iters 300 --out runs/adam
   lrtune find --optimizer sgd --momentum 0.9 --validate
+  lrtune find --confirm                         # + train 8 rates of the bracket for 10 epochs
+  lrtune find --confirm 6 --epochs 40           # 6 rates, 20 epochs (half of 40)
 """
 
 
@@ -32,7 +36,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--val-every", type=positive_int, default=1)
     p.add_argument("--rule", default=None, help="suggestion rule (default: the measured best)")
     p.add_argument("--out", default="runs/find", help="output folder (default runs/find)")
+    add_confirm_arguments(p)
     p.set_defaults(run=run)
+
+
+def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
+    """``--confirm [K]``: check K rates of the range test's bracket by short real training."""
+    p.add_argument("--confirm", type=positive_int, nargs="?", const=8, default=None, metavar="K",
+                   help="train K rates (default 8) inside the range test's bracket at once "
+                        "(vectorised) on a short budget and pick the best by validation")
+    p.add_argument("--epochs", type=positive_int, default=20,
+                   help="planned training epochs; --confirm trains --confirm-fraction of them")
+    p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
+                   help=f"share of the planned epochs the confirmation trains "
+                        f"(default {CONFIRM_FRACTION})")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +95,7 @@ def run(args) -> int:
         raise ValueError(
             f"--end-lr ({args.end_lr}) must be greater than --start-lr ({args.start_lr})"
         )
+    check_confirm_arguments(args)
     rule = args.rule or DEFAULT_RULE
     if rule not in RULES:
         raise ValueError(f"unknown --rule {rule!r}; choose from {', '.join(RULES)}")
@@ -94,4 +112,38 @@ def run(args) -> int:
     for name, lr in result.suggestions.items():
         print(f"  {name:<11} {'-' if lr is None else f'{lr:.3g}'}")
     print(f"wrote {png} and {js}")
+    if args.confirm:
+        confirm(args, result, model, splits, loss_fn, device, js)
     return 0
+
+
+def check_confirm_arguments(args) -> None:
+    if args.confirm and args.confirm_fraction > 1:
+        raise ValueError(f"--confirm-fraction must be in (0, 1], got {args.confirm_fraction}")
+
+
+def confirm(args, result, model, splits, loss_fn, device, json_path) -> None:
+    """Run the confirmation sweep; write sweep.png/sweep.json and add its keys to lr_find.json."""
+    import json
+
+    from lrtune.sweep import confirm_lr
+
+    epochs = max(1, round(args.epochs * args.confirm_fraction))
+    kwargs = {"momentum": args.momentum, "weight_decay": args.weight_decay}
+    swept = confirm_lr(model, args.optimizer, kwargs, loss_fn, splits.train, splits.valid, result,
+                       k=args.confirm, budget_epochs=epochs, batch_size=args.batch_size,
+                       seed=args.seed, device=device)
+    png, js = swept.save(args.out)
+    data = json.loads(json_path.read_text())
+    data.update(confirmed_lr=swept.chosen_lr, confirm={
+        "candidates": swept.lrs, "metric": swept.metric, "valid_metric": swept.final_metric,
+        "diverged_step": swept.diverged_step, "epochs": epochs,
+        "planned_epochs": args.epochs, "fraction": args.confirm_fraction,
+        "bracket": swept.settings["bracket"], "range_test_suggestion": result.suggested_lr,
+        "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine,
+    })
+    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"confirmation: {args.confirm} rates, {epochs} epochs each "
+          f"({args.confirm_fraction:g} of {args.epochs}): {swept.summary()}")
+    print(swept.table())
+    print(f"wrote {png} and {js}; confirmed_lr added to {json_path}")

@@ -1,0 +1,323 @@
+"""Benchmarks of ``lrtune.sweep``: speed (vectorised vs sequential) and quality (vs a grid).
+
+speed:   K = 8 rates of the digits MLP (64-300-100-10, batch 32, SGD momentum 0.9), the same
+         steps trained (a) by ``sweep`` with the batched-matmul engine, (b) with the vmap engine,
+         (c) as 8 separate plain torch loops. Each variant runs in its own fresh subprocess
+         (so its peak RSS is its own), paired and alternating, repeated; medians reported.
+         Time: wall and CPU (process) time; the machine is shared, CPU time is the steadier.
+         A per-phase breakdown of one vectorised step (forward, loss, backward, update).
+quality: the range-test suite of the ``bench`` helper (``/work/wt-bench/benchmarks/common.py``,
+         imported by path): per task and seed, the default range test, then ``confirm_lr``
+         (K = 8 rates in the bracket, a quarter of the task's epochs), then a full training at
+         the confirmed rate, scored against the grid's best (reused from that helper's
+         ``results/finder_quality.json`` where present, else computed with its ``train``).
+
+Usage (repository root)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py speed
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+BENCH_COMMON = Path(os.environ.get("LRTUNE_BENCH_COMMON", "/work/wt-bench/benchmarks/common.py"))
+GRID_JSON = BENCH_COMMON.parent / "results" / "finder_quality.json"
+K = 8
+LRS = [0.003 * 2**i for i in range(K)]
+
+
+# -- speed -------------------------------------------------------------------------------------
+def _digits():
+    from lrtune.data import load_dataset
+
+    s = load_dataset("digits", seed=0)
+    return s.train, s.valid
+
+
+def _mlp():
+    from lrtune.models import mlp
+
+    torch.manual_seed(0)
+    return mlp(64, 10)
+
+
+def _plain(model, train, valid, epochs):
+    """8 separate runs, the loop a user writes: same batches, momentum SGD, eval per epoch."""
+    import copy
+
+    from lrtune.data.batching import as_batches
+
+    loss_fn = nn.CrossEntropyLoss()
+    for lr in LRS:
+        torch.manual_seed(0)
+        m = copy.deepcopy(model)
+        opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9)
+        batches = as_batches(train, 32, shuffle=True, seed=0)
+        for _ in range(epochs):
+            m.train()
+            for x, y in batches:
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(m(x), y)
+                if not torch.isfinite(loss):
+                    break
+                loss.backward()
+                opt.step()
+            m.eval()
+            with torch.no_grad():
+                out = m(valid[0])
+                loss_fn(out, valid[1]).item()
+                (out.argmax(1) == valid[1]).float().mean().item()
+
+
+def speed_child(variant: str, epochs: int) -> dict:
+    """One timed run of one variant, in this (fresh) process."""
+    from lrtune.sweep import sweep
+
+    torch.set_num_threads(1)
+    train, valid = _digits()
+    model = _mlp()
+    # warm-up: one short run (allocator, kernels, lazy imports), not timed
+    if variant == "plain":
+        _plain(model, train, valid, 1)
+    else:
+        sweep(model, "sgd", nn.CrossEntropyLoss(), train, valid, lrs=LRS, epochs=1,
+              opt_kwargs={"momentum": 0.9}, engine=variant)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    w0, c0 = time.perf_counter(), time.process_time()
+    if variant == "plain":
+        _plain(model, train, valid, epochs)
+    else:
+        sweep(model, "sgd", nn.CrossEntropyLoss(), train, valid, lrs=LRS, epochs=epochs,
+              opt_kwargs={"momentum": 0.9}, engine=variant)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"variant": variant, "wall": wall, "cpu": cpu, "peak_rss_mib": rss1 / 1024,
+            "peak_rss_growth_mib": (rss1 - rss0) / 1024}
+
+
+def breakdown(steps: int = 200) -> dict:
+    """Per-phase CPU time of a vectorised step (batched engine) and of one plain step."""
+    from lrtune.sweep.engines import BatchedMLPEngine, VmapEngine
+    from lrtune.sweep.losses import per_copy_loss
+    from lrtune.sweep.optim import optim_spec
+
+    torch.set_num_threads(1)
+    train, _ = _digits()
+    x, y = train[0][:32], train[1][:32]
+    spec = optim_spec("sgd", {"momentum": 0.9})
+    loss_fn = nn.CrossEntropyLoss()
+    out: dict = {}
+    for cls in (BatchedMLPEngine, VmapEngine):
+        eng = cls(_mlp(), spec, [1e-4] * K)
+        t = dict.fromkeys(("forward", "loss", "backward", "update"), 0.0)
+        for i in range(steps + 20):
+            c0 = time.process_time()
+            o = eng.forward(x, train=True)
+            c1 = time.process_time()
+            losses = per_copy_loss(loss_fn, o, y)
+            c2 = time.process_time()
+            grads = torch.autograd.grad(losses.sum(), eng.leaves)
+            c3 = time.process_time()
+            eng.opt.step(eng.leaves, grads)
+            c4 = time.process_time()
+            if i >= 20:
+                for key, d in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3), strict=True):
+                    t[key] += d
+        out[cls.name] = {k: 1e6 * v / steps for k, v in t.items()}
+    m = _mlp()
+    opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
+    t = dict.fromkeys(("forward", "loss", "backward", "update"), 0.0)
+    for i in range(steps + 20):
+        c0 = time.process_time()
+        o = m(x)
+        c1 = time.process_time()
+        loss = loss_fn(o, y)
+        c2 = time.process_time()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        c3 = time.process_time()
+        opt.step()
+        c4 = time.process_time()
+        if i >= 20:
+            for key, d in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3), strict=True):
+                t[key] += d
+    out["plain x1"] = {k: 1e6 * v / steps for k, v in t.items()}
+    return out
+
+
+def run_speed(args) -> dict:
+    variants = ["batched", "vmap", "plain"]
+    runs: list[dict] = []
+    for r in range(args.repeats):
+        order = variants if r % 2 == 0 else variants[::-1]  # alternate the order
+        for v in order:
+            text = subprocess.run(
+                [sys.executable, __file__, "speed-child", v, str(args.epochs)],
+                check=True, capture_output=True, text=True, env={**os.environ},
+            ).stdout
+            rec = json.loads(text.strip().splitlines()[-1])
+            rec["repeat"] = r
+            runs.append(rec)
+            print(f"  repeat {r} {v:8s} wall {rec['wall']:.2f}s cpu {rec['cpu']:.2f}s "
+                  f"peak RSS {rec['peak_rss_mib']:.0f} MiB", flush=True)
+    summary = {}
+    for v in variants:
+        mine = [x for x in runs if x["variant"] == v]
+        summary[v] = {key: statistics.median(x[key] for x in mine)
+                      for key in ("wall", "cpu", "peak_rss_mib", "peak_rss_growth_mib")}
+    for v in ("batched", "vmap"):
+        paired = [p["cpu"] / b["cpu"] for p, b in zip(
+            [x for x in runs if x["variant"] == "plain"],
+            [x for x in runs if x["variant"] == v], strict=True)]
+        paired_wall = [p["wall"] / b["wall"] for p, b in zip(
+            [x for x in runs if x["variant"] == "plain"],
+            [x for x in runs if x["variant"] == v], strict=True)]
+        summary[v]["speedup_cpu_median"] = statistics.median(paired)
+        summary[v]["speedup_wall_median"] = statistics.median(paired_wall)
+    return {"runs": runs, "summary": summary, "breakdown_us_per_step": breakdown(),
+            "epochs": args.epochs, "k": K, "lrs": LRS}
+
+
+# -- quality -----------------------------------------------------------------------------------
+def _load_common():
+    spec = importlib.util.spec_from_file_location("bench_common", BENCH_COMMON)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_common"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _grid(common, task, seeds) -> tuple[dict, str]:
+    """The grid's summary: reused from the bench helper's results, or computed here."""
+    if GRID_JSON.exists():
+        data = json.loads(GRID_JSON.read_text())
+        summary = data.get("tasks", {}).get(task.name, {}).get("grid_summary")
+        if summary and data.get("seeds") == seeds:
+            return summary, f"reused from {GRID_JSON}"
+    key = common.metric_name(task)
+    lrs = task.grid_lrs()
+    means = []
+    for lr in lrs:
+        means.append(sum(common.train(task, lr, s)[key] for s in seeds) / len(seeds))
+    b = max(range(len(lrs)), key=lambda i: means[i] if key == "acc" else -means[i])
+    return ({"metric": key, "lrs": lrs, "means": means, "best_lr": lrs[b], "best": means[b],
+             "steps": len(lrs) * len(seeds) * common.run_steps(task)},
+            "computed here with the bench helper's train()")
+
+
+def run_quality(args) -> dict:
+    from lrtune.sweep import confirm_lr
+
+    common = _load_common()
+    fraction = args.fraction
+    seeds = list(range(args.seeds))
+    names = args.tasks.split(",") if args.tasks else list(common.TASKS)
+    out: dict = {"tasks": {}, "seeds": seeds, "k": K, "fraction": fraction}
+    for name in names:
+        task = common.TASKS[name]
+        t0 = time.perf_counter()
+        grid, source = _grid(common, task, seeds)
+        splits = common.splits_of(task.dataset)
+        key = grid["metric"]
+        budget = max(1, round(fraction * task.epochs))
+        per_seed = []
+        for s in seeds:
+            finder, _ = common.run_finder(task, s)
+            model, _, loss_fn = common.build(task, s, lr=1e-3)
+            res = confirm_lr(model, task.optimizer, {"momentum": task.momentum}, loss_fn,
+                             splits.train, splits.valid, finder, k=K, budget_epochs=budget,
+                             batch_size=task.batch_size, seed=s)
+            full = common.train(task, res.chosen_lr, s) if res.chosen_lr else None
+            sweep_steps = sum(min(res.settings["steps"], d if d is not None else math.inf)
+                              for d in res.diverged_step)
+            per_seed.append({
+                "seed": s, "suggested_lr": finder.suggested_lr, "verdict": finder.verdict,
+                "bracket": res.settings["bracket"], "candidates": res.lrs,
+                "short_metric": res.final_metric, "chosen_lr": res.chosen_lr,
+                "full_metric": None if full is None else full[key],
+                "finder_steps": len(finder.train_losses), "sweep_copy_steps": sweep_steps,
+                "sweep_seconds": res.seconds, "engine": res.engine,
+            })
+        values = [p["full_metric"] for p in per_seed]
+        mean = (sum(values) / len(values)) if None not in values else None
+        if key == "acc":
+            gap = None if mean is None else 100 * (grid["best"] - mean)
+            ok = gap is not None and gap <= 1.0
+        else:
+            gap = None if mean is None else mean / grid["best"]
+            ok = gap is not None and gap <= 1.05
+        compute = sum(p["finder_steps"] + p["sweep_copy_steps"] for p in per_seed)
+        out["tasks"][name] = {
+            "metric": key, "grid_best": grid["best"], "grid_best_lr": grid["best_lr"],
+            "grid_source": source, "grid_steps": grid["steps"], "confirmed_mean": mean,
+            "gap": gap, "pass": ok, "compute_steps": compute,
+            "compute_fraction": compute / grid["steps"], "budget_epochs": budget,
+            "per_seed": per_seed, "seconds": time.perf_counter() - t0,
+        }
+        unit = "pt" if key == "acc" else "x best loss"
+        print(f"{name}: grid best {grid['best']:.4f} at {grid['best_lr']:.3g} ({source}); "
+              f"confirmed {[p['chosen_lr'] for p in per_seed]} -> mean {mean} "
+              f"({gap if gap is None else round(gap, 3)} {unit}) pass={ok}; compute "
+              f"{compute / grid['steps']:.3f} of the grid", flush=True)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"sweep_quality{args.suffix}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--epochs", type=int, default=6)
+    sp.add_argument("--repeats", type=int, default=5)
+    child = sub.add_parser("speed-child")
+    child.add_argument("variant")
+    child.add_argument("epochs", type=int)
+    q = sub.add_parser("quality")
+    q.add_argument("--tasks", default="")
+    q.add_argument("--seeds", type=int, default=3)
+    q.add_argument("--fraction", type=float, default=0.25,
+                   help="share of the task's epochs the confirmation trains")
+    q.add_argument("--suffix", default="", help="suffix of the results file name")
+    args = parser.parse_args(argv)
+    if args.what == "speed-child":
+        print(json.dumps(speed_child(args.variant, args.epochs)))
+        return 0
+    from lrtune import __version__
+
+    meta = {"torch": torch.__version__, "lrtune": __version__, "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "load_before": os.getloadavg()}
+    result = run_speed(args) if args.what == "speed" else run_quality(args)
+    result["meta"] = {**meta, "load_after": os.getloadavg()}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"sweep_{args.what}{getattr(args, 'suffix', '')}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result.get("summary", {}), indent=1))
+    if args.what == "speed":
+        print(json.dumps(result["breakdown_us_per_step"], indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""From a range test to a confirmed rate: the bracket, and the short sweep inside it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from lrtune.sweep.core import sweep
+from lrtune.sweep.result import SweepResult
+
+SPAN_DECADES = 1.75  # bracket width below the range test minimum (8 rates: quarter decades)
+INCONCLUSIVE_SPAN_DECADES = 3.0
+CONFIRM_FRACTION = 0.5  # default budget: half the planned training (0.25 measured worse)
+
+
+def bracket_from_finder(result, *, span: float = SPAN_DECADES) -> tuple[float, float]:
+    """The rates worth confirming, from a :class:`~lrtune.finder.FinderResult`.
+
+    Top: the rate at the minimum of the smoothed range-test curve. Above it the short sweep's
+    loss already rises, and a full run collapses lower still, so no rate above it is a
+    candidate. Bottom: ``span`` decades lower, and never above half the range test's own
+    suggestion. When the range test is inconclusive its minimum means little: the top is then
+    the last rate it reached and the bracket spans 3 decades.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> r = SimpleNamespace(verdict="ok", min_loss_lr=1.0, suggested_lr=0.1, stop_lr=3.0)
+        >>> lo, hi = bracket_from_finder(r)
+        >>> round(lo, 4), hi
+        (0.0178, 1.0)
+    """
+    if result.verdict == "ok":
+        hi = float(result.min_loss_lr)
+        lo = hi / 10**span
+        if result.suggested_lr is not None:
+            lo = min(lo, float(result.suggested_lr) / 2)
+    else:
+        hi = float(result.stop_lr)
+        lo = hi / 10**INCONCLUSIVE_SPAN_DECADES
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        raise ValueError(f"the range test gives no usable bracket (lo={lo!r}, hi={hi!r})")
+    return lo, hi
+
+
+def confirm_lr(
+    model_factory: Callable,
+    optimizer_name: str,
+    opt_kwargs: dict | None,
+    loss_fn: Callable,
+    train,
+    valid,
+    finder_result,
+    *,
+    k: int = 8,
+    budget_steps: int | None = None,
+    budget_epochs: int | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    device=None,
+    engine: str = "auto",
+) -> SweepResult:
+    """Confirm k rates inside the range test's bracket on a short budget; pick by validation.
+
+    The budget is ``budget_epochs`` or ``budget_steps`` (exactly one); the CLIs pass half
+    of the planned training (:data:`CONFIRM_FRACTION`). The result's ``settings`` record the
+    bracket and the range test's suggestion next to the confirmed rate.
+
+    Args:
+        model_factory: returns a fresh model (called once, seeded with ``seed``).
+        optimizer_name, opt_kwargs: as :func:`lrtune.training.setup.make_optimizer`.
+        loss_fn, train, valid: as :func:`lrtune.sweep.sweep`.
+        finder_result: the range test's :class:`~lrtune.finder.FinderResult`.
+
+    Returns:
+        The :class:`SweepResult`; ``chosen_lr`` is the confirmed rate.
+    """
+    if budget_steps is None and budget_epochs is None:
+        raise ValueError("give a budget: budget_steps or budget_epochs")
+    lo, hi = bracket_from_finder(finder_result)
+    result = sweep(model_factory, optimizer_name, loss_fn, train, valid, bracket=(lo, hi), k=k,
+                   epochs=budget_epochs, steps=budget_steps, batch_size=batch_size, seed=seed,
+                   opt_kwargs=opt_kwargs, device=device, engine=engine)
+    result.settings.update(bracket=[lo, hi], range_test_suggestion=finder_result.suggested_lr,
+                           range_test_verdict=finder_result.verdict)
+    return result

@@ -1,0 +1,303 @@
+"""``sweep``: train K copies of a model at K learning rates at once and choose by validation."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from lrtune.data.batching import as_batches
+from lrtune.sweep.engines import make_engine
+from lrtune.sweep.losses import correct_counts, correct_rows, per_copy_loss, resolve_metric
+from lrtune.sweep.optim import optim_spec
+from lrtune.sweep.result import SweepResult, choose, default_tolerance, paired_tolerances
+
+
+def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, float] | None = None,
+                  k: int = 8) -> list[float]:
+    """The candidate rates: ``lrs`` as given (sorted), or ``k`` rates spaced evenly on a log
+    axis from ``bracket[0]`` to ``bracket[1]`` inclusive.
+
+    Examples:
+        >>> candidate_lrs(bracket=(0.001, 0.1), k=3)
+        [0.001, 0.01, 0.1]
+        >>> candidate_lrs([0.1, 0.01])
+        [0.01, 0.1]
+    """
+    if (lrs is None) == (bracket is None):
+        raise ValueError("give exactly one of lrs (the candidate rates) and bracket (lo, hi)")
+    if lrs is not None:
+        values = [float(v) for v in lrs]
+        if not values or any(not (math.isfinite(v) and v > 0) for v in values):
+            raise ValueError(f"lrs must be a non-empty list of finite rates > 0, got {lrs!r}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"lrs must be distinct, got {lrs!r}")
+        return sorted(values)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    lo, hi = (float(v) for v in bracket)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ValueError(f"bracket must be (lo, hi) with 0 < lo <= hi, got {bracket!r}")
+    if k == 1:
+        return [hi]
+    if lo == hi:
+        raise ValueError(f"bracket {bracket!r} holds one rate; widen it or use k=1")
+    ratio = math.log(hi / lo) / (k - 1)
+    return [float(f"{lo * math.exp(ratio * i):.6g}") for i in range(k)]
+
+
+def _endless(batches):
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("train data is empty: it yielded no batch")
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Seed torch's global RNG inside, and leave the caller's RNG state as it was."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def sweep(
+    model: nn.Module | Callable[[], nn.Module],
+    optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    train,
+    valid,
+    *,
+    lrs: Sequence[float] | None = None,
+    bracket: tuple[float, float] | None = None,
+    k: int = 8,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    opt_kwargs: dict | None = None,
+    metric: str = "auto",
+    tolerance: float | None = None,
+    engine: str = "auto",
+    device: torch.device | str | None = None,
+    eval_batch_size: int = 1024,
+    keep_weights: bool = False,
+) -> SweepResult:
+    """Train one copy of ``model`` per candidate rate, all at once, and pick a rate by validation.
+
+    Every copy starts from the same initial weights and sees the same batches in the same order
+    (and the same dropout masks); only the rate differs. Each copy's weights after N steps are
+    those of a separate plain torch run at that rate with ``torch.manual_seed(seed)`` (same
+    up to floating-point rounding). A copy whose training loss becomes non-finite stops there
+    (diverged) and cannot be chosen.
+
+    The choice: the final validation metric of each copy; the lowest rate within noise of the
+    best (see :func:`lrtune.sweep.result.choose`). Noise, unless ``tolerance`` is given: for
+    accuracy, one standard error of the paired difference with the best copy on the same
+    validation samples (:func:`lrtune.sweep.result.paired_tolerances`); for a loss, 1 % of
+    the best loss.
+
+    Args:
+        model: a module (its current weights are the start; it is not modified) or a factory
+            called once, under ``torch.manual_seed(seed)``.
+        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, a torch optimizer class or instance
+            (SGD with momentum/dampening/Nesterov/weight decay, Adam, AdamW); its lr is ignored.
+        loss_fn: ``loss_fn(output, target)`` with mean reduction.
+        train, valid: ``(X, y)`` tensor pairs or DataLoaders.
+        lrs: the candidate rates; or ``bracket=(lo, hi)`` and ``k`` for k log-spaced rates.
+        epochs, steps: the budget (exactly one).
+        batch_size: training batch size (``(X, y)`` data is shuffled with ``seed``).
+        seed: seeds the batch order, the factory and the dropout masks; the caller's RNG state
+            is left untouched.
+        opt_kwargs: optimizer settings when ``optimizer`` is a name or class (``momentum``,
+            ``weight_decay``, ``nesterov`` ... as :func:`lrtune.training.setup.make_optimizer`).
+        metric: ``"auto"`` (accuracy for class targets, else the loss), ``"accuracy"``, ``"loss"``.
+        tolerance: "within noise" for the choice, in metric units (default: see above).
+        engine: ``"auto"``, ``"batched"``, ``"vmap"`` or ``"sequential"``.
+        device: where training runs; defaults to the model's device.
+        eval_batch_size: batch size of the validation passes.
+        keep_weights: keep every copy's final state dict in ``result.weights``.
+
+    Returns:
+        A :class:`SweepResult`.
+
+    Raises:
+        ValueError: bad arguments, or an explicit vectorised engine that cannot run the model.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> res = sweep(net, "sgd", nn.CrossEntropyLoss(), (X, y), (X, y),
+        ...             lrs=[0.01, 0.1], epochs=2, batch_size=16)
+        >>> res.engine, len(res.valid_metric[0]), res.chosen_lr in (0.01, 0.1)
+        ('batched', 2, True)
+    """
+    candidates = candidate_lrs(lrs, bracket, k)
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one budget: epochs or steps")
+    for name, value in (("epochs", epochs), ("steps", steps)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    spec = optim_spec(optimizer, opt_kwargs)
+    if not isinstance(model, nn.Module) and not callable(model):
+        raise ValueError(f"model must be an nn.Module or a factory, got {type(model).__name__}")
+
+    start = time.perf_counter()
+    dev = torch.device(device) if device is not None else None
+    with _seeded(seed, dev or torch.device("cpu")):
+        net = model if isinstance(model, nn.Module) else model()
+        if not isinstance(net, nn.Module):
+            raise ValueError(f"the model factory returned {type(net).__name__}, not an nn.Module")
+        if dev is None:
+            first = next(net.parameters(), None)
+            dev = first.device if first is not None else torch.device("cpu")
+        net = net.to(dev) if next(net.parameters(), torch.empty(0)).device != dev else net
+        batches = as_batches(train, batch_size, shuffle=True, seed=seed)
+        per_epoch = len(batches)
+        if per_epoch == 0:
+            raise ValueError("train data is empty: it yielded no batch")
+        total = steps if steps is not None else epochs * per_epoch
+        valid_batches = [(x.to(dev), y.to(dev))
+                         for x, y, *_ in as_batches(valid, eval_batch_size, shuffle=False)]
+        if not valid_batches:
+            raise ValueError("valid data is empty: it yielded no batch")
+        n_valid = sum(len(y) for _, y in valid_batches)
+        metric_name = resolve_metric(metric, valid_batches[0][1])
+        stream = _endless(batches)
+        first_x, first_y, *_ = next(stream)
+        eng, fallback = make_engine(engine, net, spec, candidates, first_x.to(dev))
+        curves = _train(eng, loss_fn, stream, (first_x, first_y), valid_batches, dev,
+                        k=len(candidates), total=total, per_epoch=per_epoch,
+                        accuracy=metric_name == "accuracy")
+        weights = eng.weights() if keep_weights else None
+    final = [row[-1] for row in curves["valid_metric"]]
+    final = [None if (d is not None or s is None or not math.isfinite(s)) else s
+             for s, d in zip(final, curves["diverged_step"], strict=True)]
+    finite = [s for s in final if s is not None]
+    correct = curves["final_correct"]
+    if tolerance is None and metric_name == "accuracy" and finite and correct:
+        best_i = max((i for i, s in enumerate(final) if s is not None),
+                     key=lambda i: (final[i], -i))
+        rows = sorted(correct)
+        tols = paired_tolerances(torch.stack([correct[i] for i in rows]).cpu().numpy(),
+                                 rows.index(best_i))
+        tolerance = [tols[rows.index(i)] if (i in correct and final[i] is not None) else None
+                     for i in range(len(candidates))]
+    elif tolerance is None:
+        best = (max(finite) if metric_name == "accuracy" else min(finite)) if finite else 0.0
+        tolerance = default_tolerance(metric_name, best, n_valid)
+    index, reason = choose(candidates, final, mode="max" if metric_name == "accuracy" else "min",
+                           tolerance=tolerance)
+    settings = dict(optimizer=spec.describe(), batch_size=batch_size, seed=seed,
+                    epochs=epochs, steps=total, steps_per_epoch=per_epoch, n_valid=n_valid,
+                    device=str(dev))
+    return SweepResult(
+        lrs=candidates, metric=metric_name, steps=curves["steps"], epochs=curves["epochs"],
+        train_loss=curves["train_loss"], train_metric=curves["train_metric"],
+        valid_loss=curves["valid_loss"], valid_metric=curves["valid_metric"],
+        final_metric=final, diverged_step=curves["diverged_step"],
+        chosen_lr=None if index is None else candidates[index], chosen_index=index,
+        reason=reason, tolerance=tolerance, engine=eng.name, fallback_reason=fallback,
+        seconds=time.perf_counter() - start, settings=settings, weights=weights,
+    )
+
+
+def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epoch,
+           accuracy: bool) -> dict:
+    """The loop: one step of every live copy per batch; a point of the curves per epoch."""
+    curves: dict = {key: [[] for _ in range(k)] for key in
+                    ("train_loss", "train_metric", "valid_loss", "valid_metric")}
+    curves.update(steps=[], epochs=[], diverged_step=[None] * k, final_correct={})
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
+    metric_sum = torch.zeros(k, dtype=torch.float64, device=dev)
+    seen = 0
+    batch = first
+    for step in range(total):
+        if step > 0:
+            batch = next(stream)
+        x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+        alive = torch.tensor(eng.alive, device=dev)
+        out = eng.forward(x, train=True)
+        losses = per_copy_loss(loss_fn, out, y)
+        detached = losses.detach()
+        ok = torch.isfinite(detached)
+        ok_list = ok.tolist()
+        for pos, good in enumerate(ok_list):
+            if not good:
+                curves["diverged_step"][eng.alive[pos]] = step
+        n = len(y)
+        loss_sum.index_add_(0, alive, torch.where(ok, detached, 0).double() * n)
+        if accuracy:
+            metric_sum.index_add_(0, alive, correct_counts(out.detach(), y).double())
+        seen += n
+        eng.update(losses, ok_list)
+        last = step + 1 == total or not eng.alive
+        if (step + 1) % per_epoch == 0 or last:
+            _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, step + 1,
+                    per_epoch, accuracy, last)
+            loss_sum.zero_()
+            metric_sum.zero_()
+            seen = 0
+        if not eng.alive:
+            break
+    return curves
+
+
+def _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, steps_done,
+            per_epoch, accuracy, last) -> None:
+    k = len(curves["train_loss"])
+    curves["steps"].append(steps_done)
+    curves["epochs"].append(round(steps_done / per_epoch, 6))
+    v_loss, v_metric, correct = _evaluate(eng, loss_fn, valid_batches, accuracy)
+    live = {orig: pos for pos, orig in enumerate(eng.alive)}
+    if last and correct is not None:
+        curves["final_correct"] = {orig: correct[pos] for orig, pos in live.items()}
+    train_loss = (loss_sum / max(seen, 1)).tolist()
+    train_metric = (metric_sum / max(seen, 1)).tolist()
+    for i in range(k):
+        pos = live.get(i)
+        if pos is None:
+            for key in ("train_loss", "train_metric", "valid_loss", "valid_metric"):
+                curves[key][i].append(None)
+            continue
+        curves["train_loss"][i].append(train_loss[i])
+        curves["train_metric"][i].append(train_metric[i] if accuracy else train_loss[i])
+        curves["valid_loss"][i].append(v_loss[pos])
+        curves["valid_metric"][i].append(v_metric[pos] if accuracy else v_loss[pos])
+
+
+@torch.no_grad()
+def _evaluate(eng, loss_fn, valid_batches, accuracy: bool):
+    """Validation loss, accuracy, and per-sample correctness ``(K, n)`` of every live copy."""
+    if not eng.alive:
+        return [], [], None
+    n = len(eng.alive)
+    dev = valid_batches[0][0].device
+    loss = torch.zeros(n, dtype=torch.float64, device=dev)
+    correct = torch.zeros(n, dtype=torch.float64, device=dev)
+    count = 0
+    rows = []
+    for x, y in valid_batches:
+        out = eng.forward(x, train=False)
+        loss += per_copy_loss(loss_fn, out, y).double() * len(y)
+        if accuracy:
+            hits = correct_rows(out, y)
+            rows.append(hits)
+            correct += hits.sum(1).double()
+        count += len(y)
+    per_sample = torch.cat(rows, dim=1) if rows else None
+    return (loss / count).tolist(), (correct / count).tolist(), per_sample

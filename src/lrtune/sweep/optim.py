@@ -1,0 +1,201 @@
+"""SGD, Adam and AdamW over stacked parameters: K copies, one learning rate per copy.
+
+Every update is the formula of torch's single-tensor implementation (the CPU default), applied
+elementwise to tensors whose first dimension is the copy; only the learning rate differs per
+copy, as a ``(K, 1, ..., 1)`` tensor. Scalars that torch computes in Python doubles (Adam's
+``lr / bias_correction1``, AdamW's ``1 - lr * weight_decay``) are computed in doubles here too
+and rounded once to the parameter dtype, as torch does when it passes them to a kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+KINDS = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """Which optimizer and its settings, everything but the learning rate.
+
+    ``hyper`` holds, for ``sgd``: momentum, dampening, nesterov, weight_decay; for ``adam`` and
+    ``adamw``: betas, eps, weight_decay (``adamw`` decouples the decay).
+    """
+
+    kind: str
+    hyper: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, params, lr: float) -> torch.optim.Optimizer:
+        """The plain torch optimizer with these settings (used by the sequential engine)."""
+        if self.kind == "sgd":
+            return torch.optim.SGD(params, lr=lr, **self.hyper)
+        cls = torch.optim.Adam if self.kind == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, **self.hyper)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{k: list(v) if isinstance(v, tuple) else v
+                                       for k, v in self.hyper.items()}}
+
+
+def optim_spec(optimizer, opt_kwargs: dict | None = None) -> OptimSpec:
+    """Read the optimizer kind and settings from a name, a torch optimizer class or instance.
+
+    Names go through :func:`lrtune.training.setup.make_optimizer`, so ``momentum`` means SGD
+    momentum or Adam's beta1 exactly as everywhere else in lrtune.
+
+    Raises:
+        ValueError: an optimizer or a setting the vectorised update does not implement.
+
+    Examples:
+        >>> optim_spec("sgd", {"momentum": 0.9}).hyper["momentum"]
+        0.9
+        >>> optim_spec("adam", {"momentum": 0.8}).hyper["betas"]
+        (0.8, 0.999)
+    """
+    from lrtune.training.setup import make_optimizer
+
+    kwargs = dict(opt_kwargs or {})
+    kwargs.pop("lr", None)
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    if isinstance(optimizer, str):
+        opt = make_optimizer(optimizer.lower(), dummy, lr=1.0, **kwargs)
+    elif isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        opt = optimizer(dummy, lr=1.0, **kwargs)
+    elif isinstance(optimizer, torch.optim.Optimizer):
+        if kwargs:
+            raise ValueError("opt_kwargs must be empty when optimizer is an optimizer instance")
+        opt = optimizer
+    else:
+        raise ValueError(
+            f"optimizer must be 'sgd', 'adam', 'adamw', a torch optimizer class or instance, "
+            f"got {optimizer!r}"
+        )
+    return _spec_of(opt)
+
+
+def _spec_of(opt: torch.optim.Optimizer) -> OptimSpec:
+    groups = opt.param_groups
+    settings = [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+                for g in groups]
+    if any(s != settings[0] for s in settings[1:]):
+        raise ValueError("a sweep supports one set of optimizer settings; "
+                         f"the {len(groups)} param groups differ")
+    g = settings[0]
+    name = type(opt).__name__
+    if g.get("maximize") or g.get("differentiable"):
+        raise ValueError(f"{name} with maximize/differentiable is not supported by the sweep")
+    if type(opt) is torch.optim.SGD:
+        return OptimSpec("sgd", {"momentum": float(g["momentum"]),
+                                 "dampening": float(g["dampening"]),
+                                 "nesterov": bool(g["nesterov"]),
+                                 "weight_decay": float(g["weight_decay"])})
+    if type(opt) in (torch.optim.Adam, torch.optim.AdamW):
+        if g.get("amsgrad"):
+            raise ValueError(f"{name}(amsgrad=True) is not supported by the sweep")
+        decoupled = type(opt) is torch.optim.AdamW or bool(g.get("decoupled_weight_decay"))
+        betas = tuple(float(b) for b in g["betas"])
+        return OptimSpec("adamw" if decoupled else "adam",
+                         {"betas": betas, "eps": float(g["eps"]),
+                          "weight_decay": float(g["weight_decay"])})
+    raise ValueError(f"the sweep supports SGD, Adam and AdamW, got {name}")
+
+
+class StackedOptimizer:
+    """The update of ``spec`` for a list of stacked tensors ``(K, ...)``, rate ``lrs[k]`` per copy.
+
+    Args:
+        spec: optimizer kind and settings.
+        params: the stacked leaves, updated in place by :meth:`step`.
+        lrs: the K learning rates (Python floats).
+    """
+
+    def __init__(self, spec: OptimSpec, params: list[torch.Tensor], lrs: list[float]) -> None:
+        if spec.kind not in KINDS:
+            raise ValueError(f"unknown optimizer kind {spec.kind!r}")
+        self.spec = spec
+        self.lrs = [float(v) for v in lrs]
+        self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
+        self._scalars: dict[str, list[torch.Tensor]] = {}
+
+    def _per_copy(self, key: str, values: list[float], params) -> list[torch.Tensor]:
+        """One ``(K, 1, ..., 1)`` tensor of ``values`` per parameter, in its dtype and device."""
+        cached = self._scalars.get(key)
+        if cached is not None:
+            return cached
+        out = []
+        for p in params:
+            t = torch.tensor(values, dtype=p.dtype, device=p.device)
+            out.append(t.view((len(values),) + (1,) * (p.dim() - 1)))
+        self._scalars[key] = out
+        return out
+
+    @torch.no_grad()
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor | None]) -> None:
+        """One update of every copy; a parameter whose gradient is None is left alone (as torch)."""
+        if self.spec.kind == "sgd":
+            self._sgd(params, grads)
+        else:
+            self._adam(params, grads)
+
+    def _sgd(self, params, grads) -> None:
+        h = self.spec.hyper
+        momentum, dampening = h["momentum"], h["dampening"]
+        wd, nesterov = h["weight_decay"], h["nesterov"]
+        neg_lrs = self._per_copy("neg_lr", [-v for v in self.lrs], params)
+        for p, g, state, neg_lr in zip(params, grads, self.state, neg_lrs, strict=True):
+            if g is None:
+                continue
+            if wd != 0:
+                g = g.add(p, alpha=wd)
+            if momentum != 0:
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = g.detach().clone()
+                else:
+                    buf.mul_(momentum).add_(g, alpha=1 - dampening)
+                g = g.add(buf, alpha=momentum) if nesterov else buf
+            p.addcmul_(g, neg_lr)
+
+    def _adam(self, params, grads) -> None:
+        h = self.spec.hyper
+        beta1, beta2 = h["betas"]
+        eps, wd = h["eps"], h["weight_decay"]
+        decoupled = self.spec.kind == "adamw"
+        decay = (self._per_copy("decay", [1 - lr * wd for lr in self.lrs], params)
+                 if decoupled and wd != 0 else None)
+        for i, (p, g, state) in enumerate(zip(params, grads, self.state, strict=True)):
+            if g is None:
+                continue
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            state["step"] += 1
+            step = state["step"]
+            if wd != 0:
+                if decoupled:
+                    p.mul_(decay[i])
+                else:
+                    g = g.add(p, alpha=wd)
+            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+            exp_avg.lerp_(g, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+            neg_step = torch.tensor([-(lr / bias_correction1) for lr in self.lrs],
+                                    dtype=p.dtype, device=p.device)
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            p.addcdiv_(exp_avg * neg_step.view((-1,) + (1,) * (p.dim() - 1)), denom)
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only the copies at ``index`` (positions along the first dimension)."""
+        positions = index.tolist()
+        self.lrs = [self.lrs[i] for i in positions]
+        self._scalars.clear()
+        for state in self.state:
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    state[key] = value.index_select(0, index.to(value.device))

@@ -1,0 +1,224 @@
+"""SweepResult: the K learning curves, the rule that picks a rate, saving and plotting."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+LOSS_RTOL = 0.01  # "within noise" for a loss metric: 1 % of the best loss
+
+
+def default_tolerance(metric: str, best: float, n_valid: int) -> float:
+    """How far from the best score still counts as "the same" (the noise of the estimate).
+
+    Accuracy: one binomial standard error of the best accuracy on ``n_valid`` samples,
+    ``sqrt(p (1 - p) / n)``, and at least one sample (``1 / n``). Loss: 1 % of the best loss.
+
+    Examples:
+        >>> round(default_tolerance("accuracy", 0.9, 400), 4)
+        0.015
+        >>> default_tolerance("loss", 0.5, 400)
+        0.005
+    """
+    if metric == "accuracy":
+        return max(math.sqrt(best * (1 - best) / n_valid), 1 / n_valid)
+    return LOSS_RTOL * abs(best)
+
+
+def paired_tolerances(correct, best: int) -> list[float]:
+    """Noise of each copy's accuracy difference with copy ``best``, on the same samples.
+
+    ``correct`` is a ``(K, n)`` boolean array: copy k got validation sample j right. All copies
+    are scored on the same samples, so the noise of a difference is that of a paired
+    comparison (as in McNemar's test): with ``d`` the share of samples on which the two copies
+    disagree and ``delta`` their accuracy difference, the standard error of the difference is
+    ``sqrt((d - delta**2) / n)``; never less than one sample, ``1 / n``.
+
+    Examples:
+        >>> import numpy as np
+        >>> c = np.array([[1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 1, 0]], dtype=bool)
+        >>> [round(t, 3) for t in paired_tolerances(c, 0)]
+        [0.25, 0.354, 0.25]
+    """
+    import numpy as np
+
+    c = np.asarray(correct, dtype=bool)
+    n = c.shape[1]
+    out = []
+    for row in c:
+        d = float(np.mean(row != c[best]))
+        delta = float(np.mean(c[best]) - np.mean(row))
+        out.append(max(math.sqrt(max(d - delta**2, 0.0) / n), 1 / n))
+    return out
+
+
+def choose(lrs: list[float], scores: list[float | None], *, mode: str,
+           tolerance: float | list[float | None]) -> tuple[int | None, str]:
+    """Pick the rate: the lowest rate whose score is within ``tolerance`` of the best score.
+
+    ``scores`` are final validation metrics (None or non-finite for a diverged copy);
+    ``mode`` is ``"max"`` (accuracy) or ``"min"`` (loss); ``tolerance`` is one number, or one
+    per candidate (the noise of its difference with the best, see :func:`paired_tolerances`).
+    Among rates that are equally good within noise the lowest is the safe choice: a full run
+    collapses at rates only a few times above the short run's best, never below it.
+
+    Returns:
+        ``(index, reason)``; index is None when every copy diverged.
+
+    Examples:
+        >>> choose([0.01, 0.1, 1.0], [0.90, 0.95, 0.96], mode="max", tolerance=0.02)
+        (1, 'lowest rate within 0.02 of the best accuracy-like score 0.96 (lr 1)')
+        >>> choose([0.01, 0.1], [None, None], mode="min", tolerance=0.1)[0] is None
+        True
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    valid = [(i, s) for i, s in enumerate(scores) if s is not None and math.isfinite(s)]
+    if not valid:
+        return None, "every candidate diverged or has a non-finite validation score"
+    sign = 1.0 if mode == "max" else -1.0
+    best_i, best = max(valid, key=lambda t: (sign * t[1], -lrs[t[0]]))
+    tols = (list(tolerance) if isinstance(tolerance, list | tuple)
+            else [tolerance] * len(scores))
+    near = [i for i, s in valid if sign * (best - s) <= (tols[i] or 0.0)]
+    pick = min(near, key=lambda i: lrs[i])
+    kind = "accuracy-like" if mode == "max" else "loss-like"
+    within = (f"within {tolerance:.3g}" if not isinstance(tolerance, list | tuple)
+              else "within one paired standard error")
+    return pick, (f"lowest rate {within} of the best {kind} score {best:.4g} "
+                  f"(lr {lrs[best_i]:.3g})")
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class SweepResult:
+    """What :func:`lrtune.sweep` measured and which rate it chose.
+
+    Attributes:
+        lrs: the K candidate rates, ascending.
+        metric: ``"accuracy"`` (higher is better) or ``"loss"`` (lower is better).
+        steps, epochs: optimizer steps and epochs done at each point of the curves.
+        train_loss, train_metric, valid_loss, valid_metric: one curve per rate (``[K][points]``);
+            None where the copy had diverged. The train values are the means over the
+            batches since the previous point, the valid values are measured at the point.
+        final_metric: the validation metric of each rate's final weights (None if diverged).
+        diverged_step: the step at which each copy's training loss became non-finite (or None).
+        chosen_lr, chosen_index: the choice (None when every copy diverged); ``reason`` says how.
+        tolerance: what "within noise" meant for the choice: one number, or one per rate
+            (the paired standard error of its accuracy difference with the best rate).
+        engine: ``batched``, ``vmap`` or ``sequential``; ``fallback_reason`` when sequential
+            was forced by a module that cannot be vectorised.
+        seconds: wall time of the training and evaluation.
+        settings: the arguments of the sweep.
+    """
+
+    lrs: list[float]
+    metric: str
+    steps: list[int]
+    epochs: list[float]
+    train_loss: list[list[float | None]]
+    train_metric: list[list[float | None]]
+    valid_loss: list[list[float | None]]
+    valid_metric: list[list[float | None]]
+    final_metric: list[float | None]
+    diverged_step: list[int | None]
+    chosen_lr: float | None
+    chosen_index: int | None
+    reason: str
+    tolerance: float | list[float | None]
+    engine: str
+    fallback_reason: str | None = None
+    seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+    weights: dict[int, dict] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.metric == "accuracy" else "min"
+
+    @property
+    def diverged(self) -> list[bool]:
+        return [s is not None for s in self.diverged_step]
+
+    def summary(self) -> str:
+        """One line for people."""
+        if self.chosen_lr is None:
+            return f"no rate confirmed: {self.reason}"
+        score = self.final_metric[self.chosen_index]
+        return (f"confirmed lr {self.chosen_lr:.3g} (valid {self.metric} {score:.4g}) among "
+                f"{len(self.lrs)} rates {self.lrs[0]:.3g}..{self.lrs[-1]:.3g}; "
+                f"{sum(self.diverged)} diverged; engine {self.engine}")
+
+    def table(self) -> str:
+        """Rate, final valid metric and status, one line per candidate."""
+        lines = [f"{'lr':>10}  {'valid ' + self.metric:>14}  status"]
+        for i, lr in enumerate(self.lrs):
+            score = self.final_metric[i]
+            text = "-" if score is None else f"{score:.4f}"
+            status = (f"diverged at step {self.diverged_step[i]}" if self.diverged[i] else "")
+            if i == self.chosen_index:
+                status = "chosen"
+            lines.append(f"{lr:>10.3g}  {text:>14}  {status}")
+        return "\n".join(lines)
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("weights")
+        return _clean({"format_version": FORMAT_VERSION, **data})
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> SweepResult:
+        """Read a result from JSON text or a file path."""
+        text = str(source)
+        if not text.lstrip().startswith("{"):
+            text = Path(source).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a sweep result (invalid JSON: {exc})") from None
+        data.pop("format_version", None)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"not a sweep result ({exc})") from None
+
+    # -- figures ---------------------------------------------------------------------------
+    def plot(self):
+        """Final valid metric against lr (log axis) and the per-rate curves; the Figure."""
+        from lrtune.sweep.plot import plot_sweep
+
+        return plot_sweep(self)
+
+    def save(self, out_dir: str | Path, stem: str = "sweep") -> tuple[Path, Path]:
+        """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""
+        from lrtune.plots import pyplot
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        png, js = out / f"{stem}.png", out / f"{stem}.json"
+        fig = self.plot()
+        fig.savefig(png, dpi=300, bbox_inches="tight")
+        pyplot().close(fig)
+        self.to_json(js)
+        return png, js

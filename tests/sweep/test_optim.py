@@ -1,0 +1,71 @@
+"""The stacked optimizer computes torch's SGD/Adam/AdamW updates, per-copy learning rates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lrtune.sweep.optim import StackedOptimizer, optim_spec
+
+CONFIGS = [
+    ("sgd", {}),
+    ("sgd", {"momentum": 0.9}),
+    ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
+    ("sgd", {"momentum": 0.5, "dampening": 0.3, "weight_decay": 1e-3}),
+    ("adam", {}),
+    ("adam", {"weight_decay": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6}),
+    ("adamw", {"weight_decay": 0.1}),
+]
+
+
+def _torch_cls(kind):
+    return {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), CONFIGS)
+def test_stacked_update_equals_torch_per_copy(kind, kwargs):
+    lrs = [1e-3, 3e-2, 0.5]
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 4, generator=gen), torch.randn(4, generator=gen)]
+    grads_seq = [[torch.randn(3, *p.shape, generator=gen) for p in start] for _ in range(50)]
+    stacked = [p.unsqueeze(0).repeat(3, *[1] * p.dim()) for p in start]
+    opt = StackedOptimizer(optim_spec(_torch_cls(kind), kwargs), stacked, lrs)
+    for grads in grads_seq:
+        opt.step(stacked, grads)
+    for k, lr in enumerate(lrs):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        ref = _torch_cls(kind)(params, lr=lr, **kwargs)
+        for grads in grads_seq:
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g[k].clone()
+            ref.step()
+        for p, s in zip(params, stacked, strict=True):
+            torch.testing.assert_close(s[k], p.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_spec_reads_names_classes_and_instances():
+    assert optim_spec("adamw").kind == "adamw"
+    assert optim_spec("adamw").hyper["weight_decay"] == 0.01  # torch's AdamW default
+    assert optim_spec("sgd", {"momentum": 0.9, "nesterov": True}).hyper["nesterov"] is True
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.8)
+    assert optim_spec(opt).hyper["momentum"] == 0.8
+    assert optim_spec(torch.optim.Adam, {"lr": 5.0}).kind == "adam"  # lr is ignored
+
+
+@pytest.mark.parametrize(("optimizer", "kwargs", "message"), [
+    ("rmsprop", {}, "unknown optimizer 'rmsprop'"),
+    (torch.optim.RMSprop, {}, "supports SGD, Adam and AdamW, got RMSprop"),
+    (torch.optim.Adam, {"amsgrad": True}, "amsgrad=True"),
+    (torch.optim.SGD, {"maximize": True}, "maximize"),
+    (42, {}, "optimizer must be"),
+])
+def test_unsupported_optimizers_are_named(optimizer, kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        optim_spec(optimizer, kwargs)
+
+
+def test_param_groups_with_different_settings_are_refused():
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "momentum": 0.9}], lr=0.1)
+    with pytest.raises(ValueError, match="2 param groups differ"):
+        optim_spec(opt)
