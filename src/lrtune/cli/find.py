@@ -40,13 +40,14 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
+def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = True) -> None:
     """``--confirm [K]``: check K rates of the range test's bracket by short real training."""
     p.add_argument("--confirm", type=positive_int, nargs="?", const=8, default=None, metavar="K",
                    help="train K rates (default 8) inside the range test's bracket at once "
                         "(vectorised) on a short budget and pick the best by validation")
-    p.add_argument("--epochs", type=positive_int, default=20,
-                   help="planned training epochs; --confirm trains --confirm-fraction of them")
+    if with_epochs:  # `lrtune train` has its own --epochs
+        p.add_argument("--epochs", type=positive_int, default=20,
+                       help="planned training epochs; --confirm trains --confirm-fraction of them")
     p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
                    help=f"share of the planned epochs the confirmation trains "
                         f"(default {CONFIRM_FRACTION})")
@@ -122,18 +123,20 @@ def check_confirm_arguments(args) -> None:
         raise ValueError(f"--confirm-fraction must be in (0, 1], got {args.confirm_fraction}")
 
 
-def confirm(args, result, model, splits, loss_fn, device, json_path) -> None:
-    """Run the confirmation sweep; write sweep.png/sweep.json and add its keys to lr_find.json."""
+def confirm(args, result, model, splits, loss_fn, device, json_path):
+    """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json)
+    and add its keys to it. Returns the :class:`~lrtune.sweep.SweepResult`."""
     import json
 
     from lrtune.sweep import confirm_lr
 
     epochs = max(1, round(args.epochs * args.confirm_fraction))
-    kwargs = {"momentum": args.momentum, "weight_decay": args.weight_decay}
+    kwargs = {"momentum": args.momentum, "weight_decay": args.weight_decay,
+              "nesterov": args.nesterov}
     swept = confirm_lr(model, args.optimizer, kwargs, loss_fn, splits.train, splits.valid, result,
                        k=args.confirm, budget_epochs=epochs, batch_size=args.batch_size,
                        seed=args.seed, device=device)
-    png, js = swept.save(args.out)
+    png, js = swept.save(json_path.parent)
     data = json.loads(json_path.read_text())
     data.update(confirmed_lr=swept.chosen_lr, confirm={
         "candidates": swept.lrs, "metric": swept.metric, "valid_metric": swept.final_metric,
@@ -147,3 +150,4 @@ def confirm(args, result, model, splits, loss_fn, device, json_path) -> None:
           f"({args.confirm_fraction:g} of {args.epochs}): {swept.summary()}")
     print(swept.table())
     print(f"wrote {png} and {js}; confirmed_lr added to {json_path}")
+    return swept

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 from lrtune.cli.common import UsageError, positive_float, positive_int
-from lrtune.cli.find import add_model_arguments, build_setup
+from lrtune.cli.find import add_confirm_arguments, add_model_arguments, build_setup
 
 EPILOG = """examples:
   lrtune train --lr 0.05 --momentum 0.9 --epochs 20 --patience 3
   lrtune train --lr auto --schedule one_cycle --epochs 10 --out runs/one_cycle
+  lrtune train --lr auto --confirm --epochs 20  # range test, then 8 rates confirmed on 10 epochs
   lrtune train --schedule linear --lr 0.03 --lr-end 0.0001 --momentum 0.9 --momentum-end 0.999
   lrtune train --out runs/train --resume        # continue from runs/train/checkpoints/last.pt
 
@@ -49,6 +50,7 @@ def add_parser(subparsers) -> None:
     add_model_arguments(p)
     p.add_argument("--lr", type=lr_argument, default=0.01,
                    help="learning rate, or 'auto' for the range test's suggestion (default 0.01)")
+    add_confirm_arguments(p, with_epochs=False)
     p.add_argument("--schedule", default=None,
                    help="constant, linear, one_cycle, cosine, warmup_cosine, cyclic, "
                         "cosine_restarts, step, exponential or plateau (default: constant lr)")
@@ -95,6 +97,7 @@ def run_training(args) -> dict:
 
     ``lrtune demo`` and ``lrtune compare`` run their recipes through this too.
     """
+    from lrtune.cli.find import check_confirm_arguments
     from lrtune.training import (
         Checkpoint,
         EarlyStopping,
@@ -104,6 +107,9 @@ def run_training(args) -> dict:
         load_checkpoint,
     )
 
+    if args.confirm and args.lr != "auto":
+        raise UsageError("--confirm checks the range test's bracket: it needs --lr auto")
+    check_confirm_arguments(args)
     out = Path(args.out)
     settings = {k: getattr(args, k) for k in RESUME_SETTINGS}
     settings["schedule"] = args.schedule or "constant"
@@ -190,7 +196,15 @@ def _range_test_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -
 
     result = find_lr(model, optimizer, loss_fn, splits.train, batch_size=args.batch_size,
                      seed=args.seed, device=device)
-    png, _ = result.save(out / "lr_find")
+    png, js = result.save(out / "lr_find")
+    if args.confirm:
+        from lrtune.cli.find import confirm
+
+        swept = confirm(args, result, model, splits, loss_fn, device, js)
+        if swept.chosen_lr is not None:
+            return float(swept.chosen_lr)
+        if args.verbose:
+            print("confirmation: every rate diverged; falling back to the range test")
     if result.suggested_lr is None:
         raise UsageError(f"--lr auto: the range test was inconclusive ({result.reason}); "
                          f"see {png} and pass --lr VALUE")

@@ -1,0 +1,21 @@
+import json
+
+from lrtune.cli import main
+
+
+def test_train_lr_auto_confirm_trains_at_the_confirmed_rate(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--lr", "auto", "--confirm", "3", "--epochs", "2", "--momentum", "0.9",
+                 "--out", str(out), "--verbose", "0"])
+    assert code == 0
+    found = json.loads((out / "lr_find" / "lr_find.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(found["confirm"]["candidates"]) == 3
+    assert found["confirm"]["epochs"] == 1  # half of the planned 2 epochs
+    assert summary["lr"] == found["confirmed_lr"]
+    assert (out / "lr_find" / "sweep.png").is_file()
+
+
+def test_confirm_needs_lr_auto(tmp_path, capsys):
+    assert main(["train", "--lr", "0.1", "--confirm", "--out", str(tmp_path)]) == 2
+    assert "it needs --lr auto" in capsys.readouterr().err
