@@ -33,6 +33,7 @@ _EXPORTS = {
     "ProgressTable": "lrtune.training.callbacks.table",
     "ProgressBar": "lrtune.training.callbacks.progress_bar",
     "load_checkpoint": "lrtune.training.checkpoint_io",
+    "load_trained": "lrtune.trained",
     "sweep": "lrtune.sweep",
     "SweepResult": "lrtune.sweep.result",
 }

@@ -13,7 +13,7 @@ import sys
 
 from lrtune.cli.common import UsageError
 
-SUBCOMMANDS = ["find", "schedule", "train", "compare", "demo"]
+SUBCOMMANDS = ["find", "schedule", "train", "compare", "demo", "predict"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lrtune.cli.common import UsageError, positive_float, positive_int
 from lrtune.cli.find import add_confirm_arguments, add_model_arguments, build_setup
+from lrtune.trained import model_spec
 
 EPILOG = """examples:
   lrtune train --lr 0.05 --momentum 0.9 --epochs 20 --patience 3
@@ -138,8 +139,9 @@ def run_training(args) -> dict:
     if args.patience:
         callbacks.append(EarlyStopping("valid_loss", patience=args.patience,
                                        restore_best_weights=True))
+    spec = model_spec(args.model, splits)
     checkpoint = Checkpoint(out / "checkpoints", monitor="valid_loss",
-                            extra={"lr": lr, "settings": settings})
+                            extra={"lr": lr, "settings": settings, "model_spec": spec})
     callbacks += [checkpoint, TensorBoard(out / "tensorboard")]
     if state is None and (out / "tensorboard").is_dir():
         shutil.rmtree(out / "tensorboard")  # a fresh run must not mix its curves with old ones

@@ -95,7 +95,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign pickle, not a torch file ...
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot read checkpoint {path}: {first_line}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not an lrtune checkpoint (no {FORMAT!r} marker)")
     if state.get("version", 0) > FORMAT_VERSION:

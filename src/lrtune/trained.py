@@ -1,0 +1,45 @@
+"""A trained model back from its checkpoint: rebuilt from the settings saved beside its weights.
+
+Checkpoints hold a state dict (never a pickled object, unlike seed 004's ``pickle.dump``) and
+``extra["model_spec"]``: the registry name and shapes that rebuild the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def model_spec(name: str, splits) -> dict[str, Any]:
+    """What :func:`load_trained` needs to rebuild a registry model trained on ``splits``."""
+    return {"name": name, "in_features": splits.in_features, "n_outputs": splits.n_outputs,
+            "input_shape": list(splits.input_shape), "task": splits.task,
+            "class_names": splits.class_names, "dataset": splits.name}
+
+
+def load_trained(path: str | Path):
+    """Rebuild the model saved in a checkpoint (or a run folder: its ``checkpoints/best.pt``).
+
+    Returns:
+        ``(model, spec)``: the model in eval mode with the saved weights, and its spec dict.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: not an lrtune checkpoint, no model spec, or weights that do not fit.
+    """
+    from lrtune.models import build_model
+    from lrtune.training.checkpoint_io import check_model_state, load_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    state = load_checkpoint(path)
+    spec = state.get("extra", {}).get("model_spec")
+    if spec is None:
+        raise ValueError(f"{path} has no model spec: it was not written by `lrtune train`; "
+                         "rebuild the model yourself and load state['model']")
+    model = build_model(spec["name"], spec["in_features"], spec["n_outputs"],
+                        input_shape=tuple(spec["input_shape"]))
+    check_model_state(model, state["model"], str(path))
+    model.load_state_dict(state["model"])
+    return model.eval(), spec

@@ -1,0 +1,62 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lrtune import load_trained
+from lrtune.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--lr", "0.05", "--momentum", "0.9", "--epochs", "2", "--out", str(out),
+                 "--verbose", "0"]) == 0
+    return out
+
+
+def test_predict_reproduces_the_test_accuracy_of_the_run(run_dir, capsys):
+    assert main(["predict", str(run_dir)]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert f"accuracy {summary['test_accuracy']:.4f} on the test split" in capsys.readouterr().out
+    with (run_dir / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 360 and rows[0].keys() == {"index", "class", "label"}
+
+
+def test_load_trained_rebuilds_the_model_from_the_state_dict(run_dir):
+    model, spec = load_trained(run_dir / "checkpoints" / "last.pt")
+    assert spec["name"] == "mlp" and spec["input_shape"] == [1, 8, 8]
+    saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in saved.items())
+    assert not model.training
+
+
+def test_predict_on_a_npy_file(run_dir, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 1, 8, 8), dtype=np.float32))
+    out = tmp_path / "p.csv"
+    argv = ["predict", str(run_dir), "--input", str(tmp_path / "x.npy"), "--out", str(out)]
+    assert main(argv) == 0
+    assert len(out.read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.pt", "checkpoint not found"),
+        (lambda d: (d / "junk.pt").write_bytes(b"not a checkpoint") and d / "junk.pt",
+         "cannot read checkpoint"),
+    ],
+)
+def test_bad_sources_are_one_line(tmp_path, capsys, make, message):
+    assert main(["predict", str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_inputs_of_the_wrong_shape(run_dir, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((3, 5), dtype=np.float32))
+    assert main(["predict", str(run_dir), "--input", str(tmp_path / "x.npy")]) == 2
+    assert "do not fit the model" in capsys.readouterr().err
