@@ -43,7 +43,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SWEEP = dict(start_lr=1e-5, end_lr=0.1, mode="exp")
 CASES = {
     "digits_mlp_b32": dict(hidden=(300, 100), batch_size=32),
-    "digits_wide_b256": dict(hidden=(2048, 2048), batch_size=256),
+    "digits_wide_b256": dict(hidden=(512, 512), batch_size=256),
 }
 
 
