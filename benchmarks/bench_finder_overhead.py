@@ -8,7 +8,9 @@ to re-train from the same weights (``copy.deepcopy`` of both state dicts, then l
 
 Measurements are paired: every repeat times all variants back to back, in an order that
 rotates between repeats; the ratio reported is the median over repeats of the per-repeat
-ratio, with its interquartile range as the noise.
+ratio, with its interquartile range as the noise. Both wall-clock time and this process's CPU
+time (``time.process_time``) are recorded: on a CPU shared with other jobs the CPU time is the
+steadier of the two, since time spent waiting for a core is not counted.
 
 Usage (from the repository root)::
 
@@ -84,10 +86,11 @@ def hand_loop(model, optimizer, loss_fn, data, *, batch_size, num_iters, restore
     return lrs, losses
 
 
-def run_variant(name: str, case: dict, num_iters: int) -> float:
+def run_variant(name: str, case: dict, num_iters: int) -> tuple[float, float]:
+    """Wall-clock and CPU (this process) seconds of one variant."""
     model, optimizer, loss_fn, data = setup(case)
     bs = case["batch_size"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if name.startswith("find_lr"):
         res = find_lr(model, optimizer, loss_fn, data, batch_size=bs, num_iters=num_iters,
                       restore=name == "find_lr", seed=0, **SWEEP)
@@ -96,7 +99,7 @@ def run_variant(name: str, case: dict, num_iters: int) -> float:
     else:
         hand_loop(model, optimizer, loss_fn, data, batch_size=bs, num_iters=num_iters,
                   restore=name == "hand+restore")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 VARIANTS = ("find_lr", "hand", "hand+restore", "find_lr(restore=False)")
@@ -105,24 +108,29 @@ VARIANTS = ("find_lr", "hand", "hand+restore", "find_lr(restore=False)")
 def measure(case: dict, num_iters: int, repeats: int) -> dict:
     run_variant("find_lr", case, num_iters)  # warm-up (allocator, lazy imports)
     run_variant("hand", case, num_iters)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for r in range(repeats):
         order = VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)]
         for v in order:
-            times[v].append(run_variant(v, case, num_iters))
+            w, c = run_variant(v, case, num_iters)
+            wall[v].append(w)
+            cpu[v].append(c)
 
-    def ratio_stats(a: str, b: str) -> dict:
+    def ratio_stats(times, a: str, b: str) -> dict:
         ratios = np.array(times[a]) / np.array(times[b])
         q1, med, q3 = np.percentile(ratios, [25, 50, 75])
         return {"median": float(med), "q1": float(q1), "q3": float(q3),
                 "min": float(ratios.min()), "max": float(ratios.max())}
 
+    pairs = [("find_lr", "hand"), ("find_lr", "hand+restore"),
+             ("find_lr(restore=False)", "hand")]
     return {
-        "times": times,
-        "median_ms": {v: 1e3 * float(np.median(t)) for v, t in times.items()},
-        "find_lr/hand": ratio_stats("find_lr", "hand"),
-        "find_lr/hand+restore": ratio_stats("find_lr", "hand+restore"),
-        "find_lr(restore=False)/hand": ratio_stats("find_lr(restore=False)", "hand"),
+        "wall": wall, "cpu": cpu,
+        "median_ms": {v: 1e3 * float(np.median(t)) for v, t in wall.items()},
+        "median_cpu_ms": {v: 1e3 * float(np.median(t)) for v, t in cpu.items()},
+        "wall_ratios": {f"{a}/{b}": ratio_stats(wall, a, b) for a, b in pairs},
+        "cpu_ratios": {f"{a}/{b}": ratio_stats(cpu, a, b) for a, b in pairs},
     }
 
 
@@ -141,7 +149,7 @@ def profile(case: dict, num_iters: int) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-iters", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "finder_overhead.json")
@@ -157,20 +165,17 @@ def main(argv=None) -> int:
                                                          args.repeats)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1))
-    print(f"\nN = {args.num_iters} steps, {args.repeats} paired repeats, order rotated\n")
-    print("| case | find_lr ms | hand ms | hand+restore ms | find_lr / hand (IQR) "
-          "| find_lr / hand+restore (IQR) | find_lr(restore=False) / hand (IQR) |")
+    print(f"\nN = {args.num_iters} steps, {args.repeats} paired repeats, order rotated. "
+          "Ratio: median over repeats (interquartile range).\n")
+    print("| case | clock | find_lr ms | hand ms | find_lr / hand | find_lr / hand+restore "
+          "| find_lr(restore=False) / hand |")
     print("|---|---|---|---|---|---|---|")
     for name, c in out["cases"].items():
-        ms = c["median_ms"]
-
-        def r(key, c=c):
-            s = c[key]
-            return f"{s['median']:.3f} ({s['q1']:.3f}-{s['q3']:.3f})"
-
-        print(f"| {name} | {ms['find_lr']:.0f} | {ms['hand']:.0f} | {ms['hand+restore']:.0f} | "
-              f"{r('find_lr/hand')} | {r('find_lr/hand+restore')} | "
-              f"{r('find_lr(restore=False)/hand')} |")
+        for clock, ms, ratios in (("wall", c["median_ms"], c["wall_ratios"]),
+                                  ("cpu", c["median_cpu_ms"], c["cpu_ratios"])):
+            cells = [f"{s['median']:.3f} ({s['q1']:.3f}-{s['q3']:.3f})" for s in ratios.values()]
+            print(f"| {name} | {clock} | {ms['find_lr']:.0f} | {ms['hand']:.0f} | "
+                  + " | ".join(cells) + " |")
     return 0
 
 
