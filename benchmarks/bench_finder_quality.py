@@ -42,8 +42,8 @@ from lrtune.finder import RULES
 
 # the finder settings measured; "default" is the API default
 SETTINGS = {
-    "default": dict(start_lr=1e-7, end_lr=10.0, num_iters=100),
-    "iters300": dict(start_lr=1e-7, end_lr=10.0, num_iters=300),
+    "default": dict(start_lr=1e-7, end_lr=10.0, num_iters=300),
+    "iters100": dict(start_lr=1e-7, end_lr=10.0, num_iters=100),
     "start1e-5": dict(start_lr=1e-5, end_lr=10.0, num_iters=100),
     "start1e-5_iters200": dict(start_lr=1e-5, end_lr=10.0, num_iters=200),
 }
@@ -92,6 +92,10 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "finder_quality.json")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="finder settings to measure (default: all)")
+    parser.add_argument("--grid-from", type=Path, default=None,
+                        help="reuse the grid runs of an earlier results JSON (same tasks, seeds)")
     parser.add_argument("--report", action="store_true",
                         help="only rebuild the summary and tables from the JSON at --out")
     args = parser.parse_args(argv)
@@ -108,9 +112,13 @@ def main(argv=None) -> int:
     out = {"machine": machine(), "seeds": seeds, "settings": SETTINGS, "tasks": {},
            "grid": [], "finder": [], "suggested": [], "summary": {}}
 
+    settings = {name: SETTINGS[name] for name in args.settings.split(",")}
+    out["settings"] = settings
+    earlier = json.loads(args.grid_from.read_text())["grid"] if args.grid_from else None
     for task in tasks:
         t0 = time.perf_counter()
-        grid = grid_search(task, seeds)
+        grid = ([r for r in earlier if r["task"] == task.name] if earlier
+                else grid_search(task, seeds))
         g = summarise_grid(task, grid)
         out["tasks"][task.name] = {**task_dict(task), "grid_summary": g}
         out["grid"] += grid
@@ -118,7 +126,7 @@ def main(argv=None) -> int:
             f"collapse at {g['collapse_lr']} ({time.perf_counter() - t0:.0f}s)")
 
         cache: dict[tuple[int, float], dict] = {}
-        for name, setting in SETTINGS.items():
+        for name, setting in settings.items():
             for s in seeds:
                 res, secs = run_finder(task, s, **setting)
                 out["finder"].append({
@@ -153,7 +161,7 @@ def summarise(out, tasks) -> dict:
     for task in tasks:
         g = out["tasks"][task.name]["grid_summary"]
         key = g["metric"]
-        for name in SETTINGS:
+        for name in out["settings"]:
             fin = [f for f in out["finder"] if f["task"] == task.name and f["setting"] == name]
             steps = float(np.mean([f["steps"] for f in fin]))
             inconclusive = sum(f["verdict"] != "ok" for f in fin)
@@ -199,8 +207,8 @@ def print_tables(out, tasks) -> None:
         log(f"| {task.name} | {g['metric']} | {len(g['lrs'])} rates {g['lrs'][0]:.2g}-"
             f"{g['lrs'][-1]:.2g} | {len(g['lrs']) * len(out['seeds'])} x {t['steps_per_run']} | "
             f"{g['best_lr']:.3g} | {g['best']:.4f} | {cliff} |")
-    for name in SETTINGS:
-        log(f"\n## Suggestions, setting `{name}` {SETTINGS[name]}\n")
+    for name in out["settings"]:
+        log(f"\n## Suggestions, setting `{name}` {out['settings'][name]}\n")
         log("Cell: metric at the suggestion (mean of seeds) (difference from grid best), "
             "suggested lr / best lr, [inconclusive verdicts/seeds, diverged runs].\n")
         log("| task | " + " | ".join(RULES) + " | finder steps / grid steps |")
@@ -224,7 +232,7 @@ def print_tables(out, tasks) -> None:
         "then (second line) only tasks where most seeds' verdict was ok.\n")
     log("| setting | " + " | ".join(RULES) + " |")
     log("|---|" + "---|" * len(RULES))
-    for name in SETTINGS:
+    for name in out["settings"]:
         for conclusive in (False, True):
             cells = []
             for rule in RULES:

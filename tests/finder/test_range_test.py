@@ -261,3 +261,16 @@ def test_plot_has_log_axis_min_line_and_a_marker_per_rule(blobs, small_net):
     assert "minimum (smoothed)" in labels
     found = [name for name, lr in result.suggestions.items() if lr is not None]
     assert all(any(lbl.startswith(f"{n}:") for lbl in labels) for n in found)
+
+
+def test_a_suggestion_on_the_first_point_is_inconclusive():
+    from lrtune.finder.range_test import analyse
+
+    lrs = np.geomspace(1e-6, 1.0, 60)
+    losses = np.r_[10.0, np.linspace(2.0, 1.5, 50), np.linspace(1.6, 4.0, 9)]
+    curve = dict(lrs=lrs, losses=losses, train_lrs=lrs, train_losses=losses,
+                 stop_reason="diverged", stop_lr=1.0, monitor="train")
+    result = analyse(curve, rule="steepest", smooth=0.0, settings={})
+    assert result.suggestions["steepest"] == lrs[0]
+    assert result.verdict == "inconclusive" and result.suggested_lr is None
+    assert result.reason.startswith("the steepest rule lands on the first point")

@@ -61,6 +61,7 @@ def test_verdict_ok_on_a_clear_curve():
         (np.linspace(1, 5, 100), "no descent"),
         (np.linspace(2.3, 2.0, 100) + np.random.default_rng(0).normal(0, 0.5, 100), "too noisy"),
         (np.array([2.3, 2.0, 1.5]), "too few points"),
+        (np.linspace(2.3, 0.5, 100), "no turn"),
     ],
 )
 def test_verdict_inconclusive_with_reason(losses, reason):

@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
     add_model_arguments(p)
     p.add_argument("--start-lr", type=positive_float, default=1e-7)
     p.add_argument("--end-lr", type=positive_float, default=10.0)
-    p.add_argument("--num-iters", type=int, default=100, help="optimizer steps (>= 2)")
+    p.add_argument("--num-iters", type=int, default=300,
+                   help="optimizer steps (>= 2, default 300)")
     p.add_argument("--mode", choices=["exp", "linear"], default="exp")
     p.add_argument("--smooth", type=float, default=0.05,
                    help="smoothing window, fraction of the sweep (default 0.05)")

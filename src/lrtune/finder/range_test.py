@@ -82,7 +82,7 @@ def find_lr(
     *,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
-    num_iters: int = 100,
+    num_iters: int = 300,
     mode: str = "exp",
     batch_size: int = 32,
     smooth: float = 0.05,
@@ -243,6 +243,13 @@ def analyse(curve: dict[str, Any], *, rule: str, smooth: float, settings: dict) 
     chosen = suggestions.get(rule) if verdict == "ok" else None
     if verdict == "ok" and chosen is None:
         verdict, reason = "inconclusive", f"the {rule} rule found no point on this curve"
+    elif verdict == "ok" and chosen <= lrs[0]:
+        verdict, reason = "inconclusive", (
+            f"the {rule} rule lands on the first point of the sweep (lr={lrs[0]:.3g}); "
+            "lower start_lr"
+        )
+    if verdict != "ok":
+        chosen = None
     return FinderResult(
         lrs=lrs.tolist(), losses=losses.tolist(), smoothed_losses=smoothed.tolist(),
         train_lrs=list(curve["train_lrs"]), train_losses=list(curve["train_losses"]),

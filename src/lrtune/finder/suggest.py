@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-DEFAULT_RULE = "valley"
+DEFAULT_RULE = "steepest"  # chosen by benchmarks/bench_finder_quality.py
 MIN_RELATIVE_DROP = 0.05  # a curve that falls less than this (relative) is "flat"
 MIN_DROP_OVER_NOISE = 3.0  # the fall must be this many noise standard deviations
 MIN_POINTS = 8
@@ -93,11 +93,12 @@ def smooth_curve(losses, window: float) -> np.ndarray:
     """Zero-lag Gaussian smoothing; ``window`` is the kernel's width in points (≈ 2 sigma).
 
     Centred, so the smoothed curve is not shifted towards higher rates the way an online
-    exponential average is; edges are padded with the end values.
+    exponential average is. Near the ends the kernel is renormalised over the points that
+    exist (no padding), so one noisy first or last batch is not repeated into a fake slope.
 
     Examples:
         >>> smooth_curve([0.0, 0.0, 3.0, 0.0, 0.0], window=2).round(3).tolist()
-        [0.162, 0.726, 1.197, 0.726, 0.162]
+        [0.232, 0.771, 1.208, 0.771, 0.232]
     """
     y = np.asarray(losses, dtype=np.float64)
     sigma = window / 2.0
@@ -105,9 +106,9 @@ def smooth_curve(losses, window: float) -> np.ndarray:
         return y.copy()
     radius = int(np.ceil(3 * sigma))
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(y, radius, mode="edge")
-    return np.convolve(padded, kernel, mode="valid")
+    weighted = np.convolve(np.pad(y, radius), kernel, mode="valid")
+    mass = np.convolve(np.pad(np.ones_like(y), radius), kernel, mode="valid")
+    return weighted / mass
 
 
 def verdict(lrs, raw_losses, smoothed) -> tuple[str, str]:
@@ -137,6 +138,11 @@ def verdict(lrs, raw_losses, smoothed) -> tuple[str, str]:
         return "inconclusive", (
             f"too noisy: the loss fell by {drop:.3g} but its noise is {noise:.3g}; "
             "use more iterations, a larger batch or validation mode"
+        )
+    if m >= len(y) - 2:
+        return "inconclusive", (
+            f"no turn: the loss was still falling at the end of the sweep (lr={lrs[-1]:.3g}); "
+            "raise end_lr to see where it turns up"
         )
     return "ok", ""
 
