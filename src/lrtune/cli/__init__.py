@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from lrtune.cli.common import UsageError
@@ -37,14 +38,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DISTRIBUTED_COMMANDS = ("find", "train")  # the ones that run under torchrun (WORLD_SIZE > 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    joined = False  # whether this call started the process group (and so ends it)
     try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            joined = _join_process_group(args)
         return int(args.run(args) or 0)
     except (UsageError, ValueError, FileNotFoundError) as exc:
-        print(f"lrtune {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lrtune {args.command}{_rank_tag()}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"lrtune {args.command}: interrupted", file=sys.stderr)
+        print(f"lrtune {args.command}{_rank_tag()}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if joined:
+            from lrtune import distributed
+
+            distributed.teardown()
+
+
+def _rank_tag() -> str:
+    """`` (rank R/W)`` under torchrun: an error may hit one rank only; each reports its own."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return f" (rank {os.environ.get('RANK', '?')}/{world})" if world > 1 else ""
+
+
+def _join_process_group(args) -> bool:
+    """Under torchrun: join the group (gloo on CPU, NCCL on CUDA) and use this rank's device.
+
+    Returns whether the group was started here (a caller that already has one keeps it).
+    """
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise UsageError(f"only {' and '.join(DISTRIBUTED_COMMANDS)} run under torchrun "
+                         f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); run {args.command} in one "
+                         "process")
+    import torch.distributed as dist
+
+    from lrtune import distributed
+
+    started = not dist.is_initialized()
+    args.device = str(distributed.setup_from_env(args.device))
+    return started

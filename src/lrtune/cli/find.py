@@ -101,20 +101,28 @@ def run(args) -> int:
     rule = args.rule or DEFAULT_RULE
     if rule not in RULES:
         raise ValueError(f"unknown --rule {rule!r}; choose from {', '.join(RULES)}")
+    from lrtune import distributed
+
     splits, model, optimizer, loss_fn, device = build_setup(args)
     result = find_lr(
-        model, optimizer, loss_fn, splits.train, start_lr=args.start_lr, end_lr=args.end_lr,
+        distributed.wrap(model, device), optimizer, loss_fn, splits.train,
+        start_lr=args.start_lr, end_lr=args.end_lr,
         num_iters=args.num_iters, mode=args.mode, batch_size=args.batch_size, smooth=args.smooth,
         diverge_factor=args.diverge_factor, accumulation_steps=args.accumulation_steps,
         val_data=splits.valid if args.validate else None, val_every=args.val_every, rule=rule,
         seed=args.seed, device=device,
     )
+    if not distributed.is_main():  # every rank holds the same result; rank 0 reports it
+        return 0
     png, js = result.save(args.out)
-    print(f"range test on {splits.name} ({args.model}, {args.optimizer}): {result.summary()}")
+    world = distributed.world_size()
+    ranks = f", {world} ranks x batch {args.batch_size}" if world > 1 else ""
+    print(f"range test on {splits.name} ({args.model}, {args.optimizer}{ranks}): "
+          f"{result.summary()}")
     for name, lr in result.suggestions.items():
         print(f"  {name:<11} {'-' if lr is None else f'{lr:.3g}'}")
     print(f"wrote {png} and {js}")
-    if args.confirm:
+    if args.confirm:  # a single-process check of the bracket, on rank 0 (the others are done)
         confirm(args, result, model, splits, loss_fn, device, js)
     return 0
 

@@ -78,11 +78,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from lrtune import distributed
+
     summary = run_training(args)
+    main = distributed.is_main()  # every rank has the same summary; rank 0 reports it
     if "error" in summary:
-        print(f"lrtune train: error: {summary['error']}", file=sys.stderr)
+        if main:
+            print(f"lrtune train: error: {summary['error']}", file=sys.stderr)
         return 1
-    if args.verbose:
+    if args.verbose and main:
         line = f"best epoch {summary['best_epoch']} (valid loss {summary['best_valid_loss']:.6g})"
         if "test_loss" in summary:
             line += f"; test loss {summary['test_loss']:.6g}"
@@ -98,7 +102,9 @@ def run_training(args) -> dict:
 
     ``lrtune demo`` and ``lrtune compare`` run their recipes through this too.
     """
+    from lrtune import distributed
     from lrtune.cli.find import check_confirm_arguments
+    from lrtune.data.batching import as_batches
     from lrtune.training import (
         Checkpoint,
         EarlyStopping,
@@ -112,9 +118,11 @@ def run_training(args) -> dict:
         raise UsageError("--confirm checks the range test's bracket: it needs --lr auto")
     check_confirm_arguments(args)
     out = Path(args.out)
+    main, world = distributed.is_main(), distributed.world_size()
     settings = {k: getattr(args, k) for k in RESUME_SETTINGS}
     settings["schedule"] = args.schedule or "constant"
     settings["epochs"] = args.epochs
+    settings["world_size"] = world  # batch_size is per process: the samples per step change
     state = None
     if args.resume is not None:
         path = out / "checkpoints" / "last.pt" if args.resume == "last" else Path(args.resume)
@@ -122,15 +130,17 @@ def run_training(args) -> dict:
         _check_same_settings(state.get("extra", {}).get("settings", {}), settings, path)
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
+    net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module
     if state is not None and args.lr == "auto":
         lr = float(state["extra"]["lr"])  # the rate the interrupted run chose
     elif args.lr == "auto":
-        lr = _range_test_lr(args, splits, model, optimizer, loss_fn, device, out)
+        lr = _range_test_lr(args, splits, net, optimizer, loss_fn, device, out)
     else:
         lr = float(args.lr)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    n_batches = math.ceil(len(splits.train[1]) / args.batch_size)
+    n_batches = len(as_batches(splits.train, args.batch_size, rank=distributed.rank(),
+                               world_size=world))  # steps per epoch, on every rank
     schedules = _build_schedules(args, optimizer, lr, n_batches)
     augment = _build_augment(args.augment, splits)
     classification = splits.task == "classification"
@@ -143,14 +153,16 @@ def run_training(args) -> dict:
     checkpoint = Checkpoint(out / "checkpoints", monitor="valid_loss",
                             extra={"lr": lr, "settings": settings, "model_spec": spec})
     callbacks += [checkpoint, TensorBoard(out / "tensorboard")]
-    if state is None and (out / "tensorboard").is_dir():
+    if main and state is None and (out / "tensorboard").is_dir():
         shutil.rmtree(out / "tensorboard")  # a fresh run must not mix its curves with old ones
-    trainer = Trainer(model, optimizer, loss_fn, metrics=["accuracy"] if classification else None,
+    trainer = Trainer(net, optimizer, loss_fn, metrics=["accuracy"] if classification else None,
                       callbacks=callbacks, schedules=schedules, augment=augment, device=device,
                       verbose=args.verbose)
-    if args.verbose:
+    if args.verbose and main:
+        batch = f"{args.batch_size}" if world == 1 else \
+            f"{args.batch_size} per process x {world} = {args.batch_size * world}"
         print(f"training {args.model} on {splits.name} ({args.optimizer}, lr {lr:.4g}, schedule "
-              f"{settings['schedule']}, {args.epochs} epochs, batch size {args.batch_size})")
+              f"{settings['schedule']}, {args.epochs} epochs, batch size {batch})")
     start = time.perf_counter()
     failure = None
     try:
@@ -167,7 +179,8 @@ def run_training(args) -> dict:
         "best_valid_loss": checkpoint.best_ if checkpoint.best_epoch_ else None,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    if failure is None and checkpoint.best_path.is_file():
+    # rank 0 wrote it (a barrier followed); its answer keeps every rank on the same path
+    if failure is None and distributed.broadcast_object(checkpoint.best_path.is_file()):
         # the test set sees the best epoch's weights, whatever the last epoch did
         model.load_state_dict(load_checkpoint(checkpoint.best_path)["model"])
         test = trainer.evaluate(splits.test, batch_size=max(args.batch_size, 256))
@@ -179,11 +192,17 @@ def run_training(args) -> dict:
     if "image_size" in splits.extra and "test_loss" in summary:
         # coordinates live in [-1, 1] over the image: RMSE in pixels is sqrt(MSE) * size / 2
         summary["test_rmse_px"] = math.sqrt(summary["test_loss"]) * splits.extra["image_size"] / 2
-    summary["written"] = [str(p) for p in _write_outputs(out, trainer.history, summary)]
+    if main:
+        summary["written"] = [str(p) for p in _write_outputs(out, trainer.history, summary)]
     return summary
 
 
 def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
+    if saved.get("world_size", 1) != now["world_size"]:
+        raise UsageError(
+            f"{path} was written by a run of {saved.get('world_size', 1)} process(es), this one "
+            f"has {now['world_size']}: --batch-size is per process, so the batches would differ; "
+            "resume with the same torchrun --nproc_per_node x --nnodes")
     keys = [k for k in RESUME_SETTINGS if k in saved and saved[k] != now[k]]
     if now["schedule"] not in ("constant", "plateau") and saved.get("epochs") != now["epochs"]:
         keys.append("epochs")  # the schedule's length depends on it
@@ -194,23 +213,30 @@ def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
 
 def _range_test_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -> float:
     """The range test's suggestion; ``find_lr`` restores the fresh initial weights (and RNG)."""
+    from lrtune import distributed
     from lrtune.finder import find_lr
 
     result = find_lr(model, optimizer, loss_fn, splits.train, batch_size=args.batch_size,
-                     seed=args.seed, device=device)
-    png, js = result.save(out / "lr_find")
+                     seed=args.seed, device=device)  # the same result on every rank
+    main = distributed.is_main()
+    png = out / "lr_find" / "lr_find.png"
+    if main:
+        png, js = result.save(out / "lr_find")
     if args.confirm:
         from lrtune.cli.find import confirm
 
-        swept = confirm(args, result, model, splits, loss_fn, device, js)
-        if swept.chosen_lr is not None:
-            return float(swept.chosen_lr)
-        if args.verbose:
+        # one process checks the bracket (with the bare module); the others wait for its pick
+        chosen = confirm(args, result, distributed.unwrap(model), splits, loss_fn, device,
+                         js).chosen_lr if main else None
+        chosen = distributed.broadcast_object(chosen)
+        if chosen is not None:
+            return float(chosen)
+        if args.verbose and main:
             print("confirmation: every rate diverged; falling back to the range test")
     if result.suggested_lr is None:
         raise UsageError(f"--lr auto: the range test was inconclusive ({result.reason}); "
                          f"see {png} and pass --lr VALUE")
-    if args.verbose:
+    if args.verbose and main:
         print(f"range test: {result.summary()}")
     return float(result.suggested_lr)
 

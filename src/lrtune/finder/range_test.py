@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrtune import distributed
 from lrtune.data.batching import as_batches
 from lrtune.finder import suggest
 from lrtune.finder.result import FinderResult
@@ -118,6 +120,13 @@ def find_lr(
         seed: seed of the in-memory batch order.
         device: where batches go; defaults to the device of the model's first parameter.
 
+    Under ``torch.distributed`` (e.g. ``torchrun``, with ``model`` wrapped in
+    ``DistributedDataParallel``): an ``(X, y)`` pair is sharded per rank (``batch_size`` per rank,
+    see :class:`~lrtune.data.batching.TensorBatches`), a ``DataLoader`` needs a
+    ``DistributedSampler``; each step's loss is all-reduced (sample-weighted mean over ranks)
+    before it is recorded, so the curve, the stop and the suggestion are the same on every rank;
+    ``val_data`` is split across ranks and its sums and counts all-reduced. Call it on every rank.
+
     Returns:
         A :class:`FinderResult`.
 
@@ -138,11 +147,14 @@ def find_lr(
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
 
-    batches = _endless(as_batches(data, batch_size, shuffle=True, seed=seed))
+    world = distributed.world_size()
+    batches = _endless(as_batches(data, batch_size, shuffle=True, seed=seed,
+                                  rank=distributed.rank(), world_size=world))
     val_batches = None
     if val_data is not None:
-        val_batches = [_to(b, device) for b in as_batches(val_data, batch_size, shuffle=False)]
-        if not val_batches:
+        val_batches = [_to(b, device) for b in as_batches(distributed.shard_pair(val_data),
+                                                          batch_size, shuffle=False)]
+        if not distributed.all_reduce(torch.tensor(len(val_batches)), "sum").item():
             raise ValueError("val_data is empty: it yielded no batch")
 
     snapshot = Snapshot(model, optimizer) if restore else None
@@ -175,19 +187,23 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
     losses: list[float] = []
     stop_reason, stop_lr = "finished", lr_at(num_iters - 1, start_lr=start_lr, end_lr=end_lr,
                                              num_iters=num_iters, mode=mode)
+    sharded = distributed.is_distributed()
     model.train()
     for step in range(num_iters):
         lr = lr_at(step, start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode)
         for group, ratio in zip(groups, ratios, strict=True):
             group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for _ in range(accumulation_steps):
-            x, y = _to(next(batches), device)
-            loss = loss_fn(model(x), y)
-            (loss / accumulation_steps).backward() if accumulation_steps > 1 else loss.backward()
-            total += loss.item()
-        train_loss = total / accumulation_steps
+        if sharded:
+            train_loss = _sharded_step(model, loss_fn, batches, device, accumulation_steps)
+        else:
+            total = 0.0
+            for _ in range(accumulation_steps):
+                x, y = _to(next(batches), device)
+                loss = loss_fn(model(x), y)
+                (loss / accumulation_steps if accumulation_steps > 1 else loss).backward()
+                total += loss.item()
+            train_loss = total / accumulation_steps
         if not math.isfinite(train_loss):
             if step == 0:
                 raise FloatingPointError(
@@ -221,14 +237,37 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
                 monitor="train" if val_batches is None else "valid")
 
 
+def _sharded_step(model, loss_fn, batches, device, accumulation_steps: int) -> float:
+    """Forward/backward of one optimizer step on this rank's micro-batches; returns the step's
+    loss over all ranks (their sample-weighted mean: one small all-reduce per step).
+
+    DDP averages the gradients in the last micro-batch's backward only (``no_sync`` before it).
+    """
+    sums = torch.zeros(2, dtype=torch.float64)
+    for i in range(accumulation_steps):
+        x, y = _to(next(batches), device)
+        last = i == accumulation_steps - 1
+        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            loss = loss_fn(model(x), y)
+            (loss / accumulation_steps).backward() if accumulation_steps > 1 else loss.backward()
+        sums[0] += loss.item() * len(y)
+        sums[1] += len(y)
+    total, count = distributed.all_reduce(sums, "sum").tolist()
+    return total / count if count else math.nan
+
+
 @torch.no_grad()
 def _evaluate(model, loss_fn, val_batches) -> float:
-    model.eval()
+    net = distributed.unwrap(model)  # no DDP collectives: ranks may hold different batch counts
+    net.eval()
     total, count = 0.0, 0
     for x, y in val_batches:
-        total += loss_fn(model(x), y).item() * len(y)
+        total += loss_fn(net(x), y).item() * len(y)
         count += len(y)
-    model.train()
+    net.train()
+    if distributed.is_distributed():
+        total, count = distributed.all_reduce(
+            torch.tensor([total, count], dtype=torch.float64), "sum").tolist()
     return total / count
 
 

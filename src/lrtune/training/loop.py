@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrtune import distributed
 from lrtune.data.batching import TensorBatches, as_batches
 from lrtune.training.callbacks.base import Callback, overrides
 from lrtune.training.checkpoint_io import (
@@ -58,6 +60,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device("cpu")
 
 
+def _global_mean(loss: torch.Tensor, size: int) -> tuple[float, int]:
+    """The batch's loss over all ranks (sample-weighted mean) and its global size."""
+    pair = torch.stack([loss.detach().double() * size,
+                        torch.tensor(float(size), dtype=torch.float64, device=loss.device)])
+    total, count = distributed.all_reduce(pair, "sum").tolist()
+    return total / count, int(count)
+
+
 def _check_schedule(s: Any) -> Any:
     missing = [a for a in ("interval", "apply", "step", "state_dict", "load_state_dict")
                if not hasattr(s, a)]
@@ -69,6 +79,14 @@ def _check_schedule(s: Any) -> Any:
     if s.interval not in ("batch", "epoch"):
         raise ValueError(f"a scheduler's interval must be 'batch' or 'epoch', got {s.interval!r}")
     return s
+
+
+def _rng_of_this_rank(state: dict[str, Any]) -> dict[str, Any]:
+    """This rank's saved RNG state when the world size is unchanged, else rank 0's."""
+    per_rank = state.get("rng_ranks")
+    if per_rank is not None and len(per_rank) == distributed.world_size():
+        return per_rank[distributed.rank()]
+    return state["rng"]
 
 
 class Trainer:
@@ -89,6 +107,15 @@ class Trainer:
         device: ``"auto"`` (CUDA, MPS, CPU), or any torch device.
         verbose: 0 silent; 1 the per-epoch table plus a live progress bar when stdout is a
             terminal; 2 the table only.
+
+    Under ``torch.distributed`` (``torchrun``; pass the ``DistributedDataParallel``-wrapped
+    model and call ``fit`` on every rank): ``(X, y)`` training data is sharded per rank
+    (``batch_size`` per rank; see :class:`~lrtune.data.batching.TensorBatches`), a
+    ``DataLoader`` needs a ``DistributedSampler`` and every rank stops at the smallest
+    ``len()``; each batch's loss is all-reduced (one scalar pair per step) so the history, the
+    NaN stop and every callback decision agree on all ranks; validation data is split across
+    ranks and its sums and counts all-reduced. Only rank 0 prints and writes (the table,
+    ``Checkpoint``, ``TensorBoard``); the checkpointed model state has no ``module.`` prefix.
 
     Attributes:
         history: the :class:`History` of the current or last run.
@@ -178,8 +205,11 @@ class Trainer:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-        self.train_batches = as_batches(train, batch_size, shuffle=True, seed=seed)
-        self.valid_batches = None if valid is None else as_batches(valid, batch_size, shuffle=False)
+        self.train_batches = as_batches(train, batch_size, shuffle=True, seed=seed,
+                                        rank=distributed.rank(),
+                                        world_size=distributed.world_size())
+        self.valid_batches = None if valid is None else as_batches(
+            distributed.shard_pair(valid), batch_size, shuffle=False)
         self.epochs = epochs
         self.history, self.epoch, self.global_step = History(), 0, 0
         self.should_stop, self.stop_reason, self.messages = False, None, []
@@ -191,7 +221,7 @@ class Trainer:
             self._call("on_train_begin", {"initial_epoch": self.epoch, "epochs": epochs})
             if state is not None:
                 self._load_callback_states(state["callbacks"])
-                set_rng_state(state["rng"])  # last, so nothing above shifts the random stream
+                set_rng_state(_rng_of_this_rank(state))  # last: nothing above shifts the stream
             while self.epoch < epochs and not self.should_stop:
                 self._run_epoch()
             if self.stop_reason is None:
@@ -240,8 +270,13 @@ class Trainer:
         batch_schedules = [s for s in self.schedules if s.interval == "batch"]
         add_batch = self.history.add_batch
         total, count = 0.0, 0
+        batches: Iterable = self.train_batches
+        sharded = distributed.is_distributed()
+        if sharded and not isinstance(batches, TensorBatches):
+            # a DataLoader's sampler may give ranks different counts: all stop at the smallest
+            batches = itertools.islice(batches, distributed.all_reduce_min(len(batches)))
         model.train()
-        for index, batch in enumerate(self.train_batches, start=1):
+        for index, batch in enumerate(batches, start=1):
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             if augment is not None:
                 x, y = augment(x, y)
@@ -252,13 +287,16 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             loss.backward()
-            value = loss.item()  # the one sync per batch: the record and the NaN check need it
+            size = len(y)
+            if sharded:  # the global mean, so every rank records and decides the same
+                value, size = _global_mean(loss, size)
+            else:
+                value = loss.item()  # the one sync per batch: the record and NaN check need it
             if not math.isfinite(value):
                 self._stop_non_finite(value, epoch, index)
                 return None
             optimizer.step()
             self.global_step += 1
-            size = len(y)
             total += value * size
             count += size
             add_batch(self.global_step, epoch, index, value, float(group["lr"]), momentum_of(group))
@@ -291,14 +329,19 @@ class Trainer:
     def evaluate(self, data, *, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and metrics over ``data`` (an ``(X, y)`` pair or a ``DataLoader``).
 
+        Under ``torch.distributed`` call it on every rank: a pair is split across the ranks and
+        the sums and counts are all-reduced, so every rank gets the whole set's numbers.
+
         Returns:
             ``{"loss": ..., "<metric>": ...}``.
         """
-        return self._evaluate_batches(as_batches(data, batch_size, shuffle=False))
+        return self._evaluate_batches(
+            as_batches(distributed.shard_pair(data), batch_size, shuffle=False))
 
     @torch.no_grad()
     def _evaluate_batches(self, batches) -> dict[str, float]:
-        model, device = self.model, self.device
+        # the bare module: no DDP collectives, so ranks may hold different numbers of batches
+        model, device = distributed.unwrap(self.model), self.device
         was_training = model.training
         model.eval()
         sizes: list[int] = []
@@ -314,6 +357,8 @@ class Trainer:
                 sizes.append(len(y))
         finally:
             model.train(was_training)
+        if distributed.is_distributed():
+            return self._all_reduce_scores(sums, sizes)
         if not sizes:
             raise ValueError("the evaluation data is empty: it yielded no batch")
         weights = torch.tensor(sizes, dtype=torch.float64)
@@ -322,6 +367,18 @@ class Trainer:
             name: float((torch.stack(values).double().cpu() * weights).sum() / weights.sum())
             for name, values in sums.items()
         }
+
+    @staticmethod
+    def _all_reduce_scores(sums: dict[str, list[torch.Tensor]], sizes: list[int]):
+        """Sums and the count over all ranks in one all-reduce (shards may differ in size)."""
+        weights = torch.tensor(sizes, dtype=torch.float64)
+        local = [(torch.stack(v).double().cpu() * weights).sum() if v
+                 else torch.zeros((), dtype=torch.float64) for v in sums.values()]
+        *totals, count = distributed.all_reduce(
+            torch.stack([*local, weights.sum()]), "sum").tolist()
+        if not count:
+            raise ValueError("the evaluation data is empty: it yielded no batch")
+        return {name: total / count for name, total in zip(sums, totals, strict=True)}
 
     @torch.no_grad()
     def predict(self, data, *, batch_size: int = 256) -> torch.Tensor:
@@ -346,7 +403,12 @@ class Trainer:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything a checkpoint needs for an exact resume. Tensors are live references:
-        serialise the result right away (``torch.save``)."""
+        serialise the result right away (``torch.save``).
+
+        The model's state is the bare module's (no ``module.`` prefix from DDP), so a checkpoint
+        loads in one process or under DDP alike. Under ``torch.distributed`` every rank must
+        call this: it gathers each rank's RNG state (``"rng_ranks"``; ``"rng"`` is rank 0's).
+        """
         data = None
         if isinstance(self.train_batches, TensorBatches):
             data = {"passes": self.train_batches.passes, "seed": self.train_batches.seed}
@@ -356,13 +418,15 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "epochs": self.epochs,
-            "model": self.model.state_dict(),
+            "model": distributed.unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "optimizer_type": type(self.optimizer).__name__,
             "schedules": [s.state_dict() for s in self.schedules],
             "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()},
             "history": self.history.state_dict(),
             "rng": rng_state(),
+            "rng_ranks": distributed.gather_objects(rng_state()) if distributed.is_distributed()
+            else None,
             "data": data,
             "augment": self.augment.state_dict() if hasattr(self.augment, "state_dict") else None,
             "extra": dict(extra or {}),
@@ -373,7 +437,7 @@ class Trainer:
             state, source = resume, "(dict)"
         else:
             state, source = load_checkpoint(resume), str(resume)
-        check_model_state(self.model, state["model"], source)
+        check_model_state(distributed.unwrap(self.model), state["model"], source)
         if state["optimizer_type"] != type(self.optimizer).__name__:
             raise ValueError(
                 f"checkpoint {source} was written with optimizer {state['optimizer_type']}, "
@@ -392,7 +456,7 @@ class Trainer:
                     f"fit got seed={self.train_batches.seed}"
                 )
             self.train_batches.passes = data["passes"]
-        self.model.load_state_dict(state["model"])
+        distributed.unwrap(self.model).load_state_dict(state["model"])
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as exc:
@@ -424,7 +488,7 @@ class Trainer:
 
     # -- callbacks -----------------------------------------------------------------------------
     def _default_callbacks(self) -> list[Callback]:
-        if self.verbose == 0:
+        if self.verbose == 0 or not distributed.is_main():  # one rank prints
             return []
         from lrtune.training.callbacks.progress_bar import ProgressBar
         from lrtune.training.callbacks.table import ProgressTable

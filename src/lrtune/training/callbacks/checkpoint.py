@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lrtune import distributed
 from lrtune.training.callbacks.base import (
     Callback,
     monitor_is_better,
@@ -24,6 +25,8 @@ class Checkpoint(Callback):
     Files are written atomically (temporary file, fsync, rename, fsync of the folder), so a
     crash while writing leaves the previous checkpoint intact. This callback runs after all
     others (``order = 100``) so the state it saves includes their updates for the epoch.
+    Under ``torch.distributed`` every rank runs it (the decision is the same on all: the logs
+    are all-reduced), rank 0 alone writes, and all ranks wait at a barrier until it has.
 
     Args:
         dirname: the folder for ``best.pt`` and ``last.pt``.
@@ -58,7 +61,8 @@ class Checkpoint(Callback):
 
     def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         self._reset()
-        remove_stale_temporaries(self.dirname)  # left behind by a writer that was killed
+        if distributed.is_main():
+            remove_stale_temporaries(self.dirname)  # left behind by a writer that was killed
 
     def on_epoch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         improved = False
@@ -68,11 +72,14 @@ class Checkpoint(Callback):
                 self.best_, self.best_epoch_, improved = current, logs["epoch"], True
         if not (self.save_last or improved):
             return
-        data = serialize(trainer.state_dict(extra=self.extra))  # after the update above
-        if self.save_last:
-            atomic_write_bytes(data, self.last_path)
-        if improved:
-            atomic_write_bytes(data, self.best_path)
+        state = trainer.state_dict(extra=self.extra)  # after the update above; every rank
+        if distributed.is_main():
+            data = serialize(state)
+            if self.save_last:
+                atomic_write_bytes(data, self.last_path)
+            if improved:
+                atomic_write_bytes(data, self.best_path)
+        distributed.barrier()  # no rank reads a checkpoint before rank 0 has renamed it in place
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best_, "best_epoch": self.best_epoch_}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lrtune.distributed import unwrap
 from lrtune.finder.snapshot import _to_cpu
 from lrtune.training.callbacks.base import (
     Callback,
@@ -74,7 +75,7 @@ class EarlyStopping(Callback):
         if monitor_is_better(self.mode, current, self.best_, self.min_delta):
             self.best_, self.best_epoch_, self.wait_ = current, epoch, 0
             if self.restore_best_weights:
-                self.best_weights_ = _to_cpu(trainer.model.state_dict())
+                self.best_weights_ = _to_cpu(unwrap(trainer.model).state_dict())
             return
         self.wait_ += 1
         if self.wait_ >= self.patience:
@@ -90,7 +91,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         if self.restore_best_weights and self.best_weights_ is not None:
-            trainer.model.load_state_dict(self.best_weights_)
+            unwrap(trainer.model).load_state_dict(self.best_weights_)
             trainer.messages.append(
                 f"restored the weights of epoch {self.best_epoch_} "
                 f"({self.monitor} {self.best_:.6g})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lrtune import distributed
 from lrtune.training.callbacks.base import Callback
 from lrtune.training.metrics import read_hyperparams
 
@@ -36,6 +37,8 @@ class TensorBoard(Callback):
         self.batch_writer_: Any = None
 
     def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        if not distributed.is_main():  # one writer per run: rank 0 (the logs agree on all ranks)
+            return
         from torch.utils.tensorboard import SummaryWriter
 
         resumed = trainer.epoch > 0
@@ -55,6 +58,8 @@ class TensorBoard(Callback):
 
     def on_epoch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         writer, epoch = self.epoch_writer_, logs["epoch"]
+        if writer is None:
+            return
         writer.add_scalar("loss/train", logs["train_loss"], epoch)
         if "valid_loss" in logs:
             writer.add_scalar("loss/valid", logs["valid_loss"], epoch)
