@@ -63,6 +63,22 @@ def run_trainer_epoch(batch_size: int) -> dict:
             "test": trainer.evaluate(valid, batch_size=8)}
 
 
+def run_loader() -> dict:
+    """A DataLoader with a DistributedSampler that gives the ranks 2 and 3 batches: no hang,
+    every rank stops after 2 (the all-reduced minimum)."""
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    (X, y), _ = problem()
+    n = 64 + 16 * distributed.rank()  # rank 0: 32 samples, rank 1: 40 (3 batches of 16)
+    dataset = TensorDataset(X[:n], y[:n])
+    loader = DataLoader(dataset, batch_size=16, sampler=DistributedSampler(dataset, seed=0))
+    net = model()
+    trainer = Trainer(distributed.wrap(net, "cpu"), torch.optim.SGD(net.parameters(), lr=0.1),
+                      nn.CrossEntropyLoss(), device="cpu", verbose=0)
+    history = trainer.fit(loader, epochs=2)
+    return {"len": len(loader), "batch_losses": [b["loss"] for b in history.batches]}
+
+
 def run_resume(folder: Path) -> dict:
     """Uninterrupted 3 epochs vs 2 epochs + resume to 3, with dropout and per-rank RNG."""
     train, valid = problem()
@@ -101,6 +117,7 @@ def main(out: Path) -> None:
     distributed.setup_from_env("cpu", timeout_s=60)
     try:
         record = {"finder": run_finder(16), "trainer": run_trainer_epoch(16),
+                  "loader": run_loader(),
                   "resume": run_resume(out), "cli_codes": run_cli_train(out)}
         torch.save(record, out / f"rank{distributed.rank()}.pt")
     finally:

@@ -158,6 +158,13 @@ def test_trainer_epoch_of_2x16_equals_1x32(two_ranks, one_process):
     assert ranks[0]["trainer"]["batch_losses"] == ranks[1]["trainer"]["batch_losses"]
 
 
+def test_dataloaders_of_different_lengths_stop_together(two_ranks):
+    _, _, ranks = two_ranks
+    assert [r["loader"]["len"] for r in ranks] == [2, 3]
+    losses = [r["loader"]["batch_losses"] for r in ranks]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]  # 2 epochs x min(2, 3) batches
+
+
 def test_only_rank_0_prints_the_table(two_ranks):
     _, printed, _ = two_ranks
     assert "Train loss" in printed[0] and "Valid loss" in printed[0]

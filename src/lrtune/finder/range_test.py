@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,8 +62,12 @@ def _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_f
 
 
 def _endless(batches) -> Iterator:
-    """Cycle through the batches, starting a new pass whenever one ends."""
-    while True:
+    """Cycle through the batches, starting a new pass whenever one ends (a sampler with
+    ``set_epoch``, like ``DistributedSampler``, gets the pass number: a new order each pass)."""
+    sampler = getattr(batches, "sampler", None)
+    for epoch in itertools.count():
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
         empty = True
         for batch in batches:
             empty = False

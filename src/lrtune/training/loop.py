@@ -271,8 +271,11 @@ class Trainer:
         add_batch = self.history.add_batch
         total, count = 0.0, 0
         batches: Iterable = self.train_batches
+        sampler = getattr(batches, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new, resumable order per epoch
+            sampler.set_epoch(epoch)
         sharded = distributed.is_distributed()
-        if sharded and not isinstance(batches, TensorBatches):
+        if sharded and not isinstance(batches, TensorBatches) and hasattr(batches, "__len__"):
             # a DataLoader's sampler may give ranks different counts: all stop at the smallest
             batches = itertools.islice(batches, distributed.all_reduce_min(len(batches)))
         model.train()
@@ -382,7 +385,9 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, data, *, batch_size: int = 256) -> torch.Tensor:
-        """Model outputs for ``data`` (a tensor, ``(X, y)`` or a ``DataLoader``), on the CPU."""
+        """Model outputs for ``data`` (a tensor, ``(X, y)`` or a ``DataLoader``), on the CPU.
+
+        Under ``torch.distributed`` it is local: each rank predicts all of ``data``."""
         if isinstance(data, torch.Tensor):
             chunks: Iterable = (data[i : i + batch_size] for i in range(0, len(data), batch_size))
         elif isinstance(data, tuple | list) and len(data) == 2:
@@ -390,12 +395,13 @@ class Trainer:
         else:
             chunks = (b[0] if isinstance(b, tuple | list) else b
                       for b in as_batches(data, batch_size, shuffle=False))
-        was_training = self.model.training
-        self.model.eval()
+        model = distributed.unwrap(self.model)  # no collectives: any rank may call it alone
+        was_training = model.training
+        model.eval()
         try:
-            outputs = [self.model(x.to(self.device, non_blocking=True)).cpu() for x in chunks]
+            outputs = [model(x.to(self.device, non_blocking=True)).cpu() for x in chunks]
         finally:
-            self.model.train(was_training)
+            model.train(was_training)
         if not outputs:
             raise ValueError("predict got empty data")
         return torch.cat(outputs)

@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from lrtune import distributed
 from lrtune.training.callbacks.base import Callback
 
 
@@ -28,6 +29,8 @@ class ProgressBar(Callback):
         self.bar_: Any = None
 
     def on_epoch_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        if not distributed.is_main():  # one bar per run under DDP
+            return
         from tqdm.auto import tqdm
 
         total = len(trainer.train_batches) if hasattr(trainer.train_batches, "__len__") else None
@@ -37,6 +40,8 @@ class ProgressBar(Callback):
         self.loss_sum_, self.count_, self.shown_ = 0.0, 0, time.monotonic()
 
     def on_batch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        if self.bar_ is None:
+            return
         self.loss_sum_ += logs["loss"] * logs["size"]
         self.count_ += logs["size"]
         now = time.monotonic()

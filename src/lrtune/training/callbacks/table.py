@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from lrtune import distributed
 from lrtune.training.callbacks.base import Callback, resolve_mode
 
 SHORT_NAMES = {"accuracy": "acc"}
@@ -80,7 +81,8 @@ class ProgressTable(Callback):
         self.columns_: list[Column] = []
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream_, flush=True)
+        if distributed.is_main():  # under DDP every rank holds the same rows; one prints them
+            print(text, file=self.stream_, flush=True)
 
     def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         from lrtune.training.metrics import read_hyperparams
