@@ -51,6 +51,22 @@ def run_finder(batch_size: int) -> dict:
             "val_losses": val.losses, "restored": restored}
 
 
+def run_nan_on_one_rank() -> dict:
+    """Rank 1's loss is NaN at the 5th step: every rank must stop there (no hang)."""
+    calls = [0]
+
+    def loss_fn(output, target):
+        calls[0] += 1
+        loss = nn.functional.cross_entropy(output, target)
+        return loss * float("nan") if distributed.rank() == 1 and calls[0] == 5 else loss
+
+    net = model()
+    result = find_lr(distributed.wrap(net, "cpu"), torch.optim.SGD(net.parameters(), lr=0.1),
+                     loss_fn, problem()[0], start_lr=1e-4, end_lr=1e-2, num_iters=20,
+                     batch_size=16)
+    return {"stop_reason": result.stop_reason, "steps": len(result.train_losses)}
+
+
 def run_trainer_epoch(batch_size: int) -> dict:
     net = model()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
@@ -117,7 +133,7 @@ def main(out: Path) -> None:
     distributed.setup_from_env("cpu", timeout_s=60)
     try:
         record = {"finder": run_finder(16), "trainer": run_trainer_epoch(16),
-                  "loader": run_loader(),
+                  "loader": run_loader(), "nan": run_nan_on_one_rank(),
                   "resume": run_resume(out), "cli_codes": run_cli_train(out)}
         torch.save(record, out / f"rank{distributed.rank()}.pt")
     finally:

@@ -143,6 +143,11 @@ def test_finder_curve_of_2x16_equals_1x32_and_all_ranks_agree(two_ranks, one_pro
     assert len(r0["losses"]) > 8  # it wrapped around the 8 global batches
 
 
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(two_ranks):
+    _, _, ranks = two_ranks
+    assert [r["nan"] for r in ranks] == [{"stop_reason": "non_finite", "steps": 4}] * 2
+
+
 def test_trainer_epoch_of_2x16_equals_1x32(two_ranks, one_process):
     _, _, ranks = two_ranks
     single = one_process["trainer"]
@@ -217,3 +222,15 @@ def test_cli_train_under_ddp_resumes_and_rank_0_alone_writes(two_ranks):
     state = load_checkpoint(out / "cli" / "checkpoints" / "last.pt")
     assert state["epoch"] == 2 and state["extra"]["settings"]["world_size"] == 2
     assert not any(k.startswith("module.") for k in state["model"])
+
+
+def test_commands_other_than_find_and_train_refuse_torchrun(monkeypatch, capsys):
+    from lrtune.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["demo", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("lrtune demo (rank 1/2): error: only find and train run under torchrun "
+                   "(WORLD_SIZE=2); run demo in one process\n")
+    assert not distributed.is_distributed()
