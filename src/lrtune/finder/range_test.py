@@ -78,6 +78,8 @@ def _endless(batches) -> Iterator:
 
 def _to(batch, device):
     x, y = batch[0], batch[1]
+    if x.device == device and y.device == device:  # skip two dispatcher calls per step
+        return x, y
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
@@ -151,6 +153,7 @@ def find_lr(
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
 
     world = distributed.world_size()
     batches = _endless(as_batches(data, batch_size, shuffle=True, seed=seed,
@@ -193,10 +196,12 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
     stop_reason, stop_lr = "finished", lr_at(num_iters - 1, start_lr=start_lr, end_lr=end_lr,
                                              num_iters=num_iters, mode=mode)
     sharded = distributed.is_distributed()
+    rates = [lr_at(i, start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode)
+             for i in range(num_iters)]
+    group_ratios = list(zip(groups, ratios, strict=True))
     model.train()
-    for step in range(num_iters):
-        lr = lr_at(step, start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode)
-        for group, ratio in zip(groups, ratios, strict=True):
+    for step, lr in enumerate(rates):
+        for group, ratio in group_ratios:
             group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
         if sharded:
