@@ -6,11 +6,10 @@ speed:   K = 8 rates of the digits MLP (64-300-100-10, batch 32, SGD momentum 0.
          (so its peak RSS is its own), paired and alternating, repeated; medians reported.
          Time: wall and CPU (process) time; the machine is shared, CPU time is the steadier.
          A per-phase breakdown of one vectorised step (forward, loss, backward, update).
-quality: the range-test suite of the ``bench`` helper (``/work/wt-bench/benchmarks/common.py``,
-         imported by path): per task and seed, the default range test, then ``confirm_lr``
-         (K = 8 rates in the bracket, a quarter of the task's epochs), then a full training at
-         the confirmed rate, scored against the grid's best (reused from that helper's
-         ``results/finder_quality.json`` where present, else computed with its ``train``).
+quality: the range-test suite (``benchmarks/common.py``): per task and seed, the default range
+         test, then ``confirm_lr`` (K = 8 rates in the bracket, ``--fraction`` of the task's
+         epochs), then a full training at the confirmed rate, scored against the grid's best
+         (reused from ``results/finder_quality.json`` where present, else computed).
 
 Usage (repository root)::
 
@@ -39,7 +38,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-BENCH_COMMON = Path(os.environ.get("LRTUNE_BENCH_COMMON", "/work/wt-bench/benchmarks/common.py"))
+BENCH_COMMON = Path(__file__).resolve().parent / "common.py"
 GRID_JSON = BENCH_COMMON.parent / "results" / "finder_quality.json"
 K = 8
 LRS = [0.003 * 2**i for i in range(K)]
