@@ -31,16 +31,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so a CLI run is repeatable."""
     import numpy as np

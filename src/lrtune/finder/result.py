@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
+from lrtune.result_io import JsonResult
 
 
 @dataclass
-class FinderResult:
+class FinderResult(JsonResult):
     """The outcome of :func:`lrtune.find_lr`.
 
     Attributes:
@@ -58,6 +45,8 @@ class FinderResult:
     monitor: str = "train"
     settings: dict[str, Any] = field(default_factory=dict)
 
+    KIND = "range-test result"
+
     def summary(self) -> str:
         """One line for people: the suggestion and the verdict."""
         if self.suggested_lr is None:
@@ -66,33 +55,6 @@ class FinderResult:
             f"suggested lr {self.suggested_lr:.3g} ({self.rule}); verdict ok; "
             f"stopped: {self.stop_reason} at lr {self.stop_lr:.3g}"
         )
-
-    # -- serialisation -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return _clean({"format_version": FORMAT_VERSION, **asdict(self)})
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """Return the result as JSON text; also write it to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, source: str | Path) -> FinderResult:
-        """Read a result from JSON text or from a file path."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a range-test result (invalid JSON: {exc})") from None
-        data.pop("format_version", None)
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ValueError(f"not a range-test result ({exc})") from None
 
     # -- figures -------------------------------------------------------------------------
     def plot(self, ax=None):
@@ -106,16 +68,7 @@ class FinderResult:
 
     def save(self, out_dir: str | Path, stem: str = "lr_find") -> tuple[Path, Path]:
         """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""
-        import matplotlib.pyplot as plt
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        png, js = out / f"{stem}.png", out / f"{stem}.json"
-        fig = self.plot()
-        fig.savefig(png, dpi=300, bbox_inches="tight")
-        plt.close(fig)
-        self.to_json(js)
-        return png, js
+        return super().save(out_dir, stem)
 
     @property
     def min_loss_lr(self) -> float:

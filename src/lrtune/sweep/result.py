@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+from lrtune.result_io import FORMAT_VERSION, JsonResult, json_clean
+
 LOSS_RTOL = 0.01  # "within noise" for a loss metric: 1 % of the best loss
 
 
@@ -93,19 +93,8 @@ def choose(lrs: list[float], scores: list[float | None], *, mode: str,
                   f"(lr {lrs[best_i]:.3g})")
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
 @dataclass
-class SweepResult:
+class SweepResult(JsonResult):
     """What :func:`lrtune.sweep` measured and which rate it chose.
 
     Attributes:
@@ -146,6 +135,8 @@ class SweepResult:
     settings: dict[str, Any] = field(default_factory=dict)
     weights: dict[int, dict] | None = field(default=None, repr=False, compare=False)
 
+    KIND = "sweep result"
+
     @property
     def mode(self) -> str:
         return "max" if self.metric == "accuracy" else "min"
@@ -179,29 +170,7 @@ class SweepResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("weights")
-        return _clean({"format_version": FORMAT_VERSION, **data})
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, source: str | Path) -> SweepResult:
-        """Read a result from JSON text or a file path."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a sweep result (invalid JSON: {exc})") from None
-        data.pop("format_version", None)
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ValueError(f"not a sweep result ({exc})") from None
+        return json_clean({"format_version": FORMAT_VERSION, **data})
 
     # -- figures ---------------------------------------------------------------------------
     def plot(self):
@@ -212,13 +181,4 @@ class SweepResult:
 
     def save(self, out_dir: str | Path, stem: str = "sweep") -> tuple[Path, Path]:
         """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""
-        from lrtune.plots import pyplot
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        png, js = out / f"{stem}.png", out / f"{stem}.json"
-        fig = self.plot()
-        fig.savefig(png, dpi=300, bbox_inches="tight")
-        pyplot().close(fig)
-        self.to_json(js)
-        return png, js
+        return super().save(out_dir, stem)

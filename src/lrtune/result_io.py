@@ -1,0 +1,77 @@
+"""JSON and figure saving shared by the result dataclasses (range test, sweep)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+def json_clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null (recursively through lists and dicts).
+
+    Examples:
+        >>> json_clean({"a": [1.0, float("nan")], "b": (float("inf"),)})
+        {'a': [1.0, None], 'b': [None]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [json_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_clean(v) for k, v in value.items()}
+    return value
+
+
+class JsonResult:
+    """Mixin for a dataclass result: ``to_json``/``from_json`` and ``save`` (PNG + JSON).
+
+    Subclasses set ``KIND`` (named in error messages) and define ``plot()``.
+    """
+
+    KIND = "result"
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_clean({"format_version": FORMAT_VERSION, **asdict(self)})  # type: ignore[call-overload]
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Return the result as JSON text; also write it to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path):
+        """Read a result from JSON text or from a file path."""
+        text = str(source)
+        if not text.lstrip().startswith("{"):
+            text = Path(source).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a {cls.KIND} (invalid JSON: {exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"not a {cls.KIND} (a JSON object is expected)")
+        data.pop("format_version", None)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"not a {cls.KIND} ({exc})") from None
+
+    def save(self, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
+        """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""
+        from lrtune.plots import pyplot
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        png, js = out / f"{stem}.png", out / f"{stem}.json"
+        fig = self.plot()  # type: ignore[attr-defined]
+        fig.savefig(png, dpi=300, bbox_inches="tight")
+        pyplot().close(fig)
+        self.to_json(js)
+        return png, js
