@@ -225,6 +225,7 @@ def _grid(common, task, seeds) -> tuple[dict, str]:
 
 def run_quality(args) -> dict:
     from lrtune.sweep import confirm_lr
+    from lrtune.sweep.confirm import confirm_epochs
 
     common = _load_common()
     fraction = args.fraction
@@ -237,10 +238,10 @@ def run_quality(args) -> dict:
         grid, source = _grid(common, task, seeds)
         splits = common.splits_of(task.dataset)
         key = grid["metric"]
-        budget = max(1, round(fraction * task.epochs))
         per_seed = []
         for s in seeds:
             finder, _ = common.run_finder(task, s)
+            budget = confirm_epochs(finder, task.epochs, fraction)
             model, _, loss_fn = common.build(task, s, lr=1e-3)
             res = confirm_lr(model, task.optimizer, {"momentum": task.momentum}, loss_fn,
                              splits.train, splits.valid, finder, k=K, budget_epochs=budget,
@@ -254,7 +255,7 @@ def run_quality(args) -> dict:
                 "short_metric": res.final_metric, "chosen_lr": res.chosen_lr,
                 "full_metric": None if full is None else full[key],
                 "finder_steps": len(finder.train_losses), "sweep_copy_steps": sweep_steps,
-                "sweep_seconds": res.seconds, "engine": res.engine,
+                "sweep_seconds": res.seconds, "engine": res.engine, "budget_epochs": budget,
             })
         values = [p["full_metric"] for p in per_seed]
         mean = (sum(values) / len(values)) if None not in values else None
@@ -269,7 +270,7 @@ def run_quality(args) -> dict:
             "metric": key, "grid_best": grid["best"], "grid_best_lr": grid["best_lr"],
             "grid_source": source, "grid_steps": grid["steps"], "confirmed_mean": mean,
             "gap": gap, "pass": ok, "compute_steps": compute,
-            "compute_fraction": compute / grid["steps"], "budget_epochs": budget,
+            "compute_fraction": compute / grid["steps"],
             "per_seed": per_seed, "seconds": time.perf_counter() - t0,
         }
         unit = "pt" if key == "acc" else "x best loss"

@@ -51,17 +51,24 @@ def test_confirm_lr_runs_inside_the_range_tests_bracket(data):
         confirm_lr(factory, "sgd", None, nn.CrossEntropyLoss(), data, data, finder)
 
 
-def test_find_confirm_cli_writes_both_rates(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("options", "epochs", "share"),
+    [
+        (["--num-iters", "30"], 4, "all 4: the range test was inconclusive"),
+        (["--momentum", "0.9"], 2, "0.5 of 4"),
+    ],
+    ids=["inconclusive", "conclusive"],
+)
+def test_find_confirm_cli_writes_both_rates(tmp_path, capsys, options, epochs, share):
     out = tmp_path / "find"
-    code = main(["find", "--num-iters", "30", "--confirm", "3", "--epochs", "4",
-                 "--out", str(out)])
+    code = main(["find", *options, "--confirm", "3", "--epochs", "4", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "confirmation: 3 rates, 2 epochs each (0.5 of 4)" in text
+    assert f"confirmation: 3 rates, {epochs} epochs each ({share})" in text
     data = json.loads((out / "lr_find.json").read_text())
     assert "suggested_lr" in data and "lrs" in data  # the range test's keys stay
     assert data["confirmed_lr"] in data["confirm"]["candidates"]
-    assert len(data["confirm"]["valid_metric"]) == 3 and data["confirm"]["epochs"] == 2
+    assert len(data["confirm"]["valid_metric"]) == 3 and data["confirm"]["epochs"] == epochs
     assert (out / "sweep.png").exists() and (out / "sweep.json").exists()
 
 

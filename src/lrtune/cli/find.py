@@ -138,8 +138,9 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
     import json
 
     from lrtune.sweep import confirm_lr
+    from lrtune.sweep.confirm import confirm_epochs
 
-    epochs = max(1, round(args.epochs * args.confirm_fraction))
+    epochs = confirm_epochs(result, args.epochs, args.confirm_fraction)
     kwargs = {"momentum": args.momentum, "weight_decay": args.weight_decay,
               "nesterov": args.nesterov}
     swept = confirm_lr(model, args.optimizer, kwargs, loss_fn, splits.train, splits.valid, result,
@@ -155,8 +156,10 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
         "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine,
     })
     json_path.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"confirmation: {args.confirm} rates, {epochs} epochs each "
-          f"({args.confirm_fraction:g} of {args.epochs}): {swept.summary()}")
+    share = (f"{args.confirm_fraction:g} of {args.epochs}" if result.verdict == "ok" else
+             f"all {args.epochs}: the range test was inconclusive")
+    print(f"confirmation: {args.confirm} rates, {epochs} epochs each ({share}): "
+          f"{swept.summary()}")
     print(swept.table())
     print(f"wrote {png} and {js}; confirmed_lr added to {json_path}")
     return swept
