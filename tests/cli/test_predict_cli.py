@@ -60,3 +60,21 @@ def test_inputs_of_the_wrong_shape(run_dir, tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((3, 5), dtype=np.float32))
     assert main(["predict", str(run_dir), "--input", str(tmp_path / "x.npy")]) == 2
     assert "do not fit the model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((0, 1, 8, 8), dtype=np.float32), "at least one sample"),
+        (np.float32(1.0), "at least one sample"),
+        (np.array(["a", "b"]), "cannot read --input"),
+    ],
+)
+def test_inputs_without_samples_or_numbers_are_one_line(run_dir, tmp_path, capsys, array,
+                                                         message):
+    np.save(tmp_path / "x.npy", array)
+    assert main(["predict", str(run_dir), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "p.csv").exists()

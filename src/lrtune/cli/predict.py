@@ -42,8 +42,11 @@ def run(args) -> int:
     if args.input is not None:
         try:
             X = torch.from_numpy(np.load(args.input, allow_pickle=False)).float()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: strings, not numbers
             raise ValueError(f"cannot read --input {args.input}: {exc}") from None
+        if X.dim() < 2 or len(X) == 0:
+            raise ValueError(f"--input {args.input} must hold at least one sample (an array "
+                             f"of shape (n, ...)), got shape {tuple(X.shape)}")
     else:
         from lrtune.data import load_dataset
 
