@@ -112,10 +112,12 @@ def _write_report(out: Path, splits, finder, summary: dict, train_argv: list[str
     )
 
     report.heading("2. Training")
+    best = ("no epoch finished with a finite valid loss" if summary["best_epoch"] is None else
+            f"early stopping restored the weights of the best epoch, **{summary['best_epoch']}** "
+            f"(valid loss {summary['best_valid_loss']:.4g})")
     report.paragraph(
         f"{summary['epochs_run']} of at most {summary['epochs']} epochs "
-        f"(stopped: {summary['stop_reason']}); early stopping restored the weights of the best "
-        f"epoch, **{summary['best_epoch']}** (valid loss {summary['best_valid_loss']:.4g}). "
+        f"(stopped: {summary['stop_reason']}); {best}. "
         "Checkpoints: `train/checkpoints/best.pt` and `last.pt`; learning curves in TensorBoard: "
         "`tensorboard --logdir " + str(train_dir / "tensorboard") + "`."
     )
