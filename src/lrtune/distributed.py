@@ -59,19 +59,16 @@ def _comm_device() -> torch.device:
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """``op`` ("sum", "mean", "min", "max") of ``tensor`` over all ranks, returned as a new
     tensor on ``tensor``'s device (the input is left alone). Without a group: a copy."""
+    if op not in ("sum", "mean", "min", "max"):  # checked in one process too, not only under DDP
+        raise ValueError(f"op must be 'sum', 'mean', 'min' or 'max', got {op!r}")
     if not is_distributed():
         return tensor.clone()
-    device = _comm_device()
-    work = tensor.detach().to(device, copy=True)
+    work = tensor.detach().to(_comm_device(), copy=True)
+    reduce_op = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
+                 "max": dist.ReduceOp.MAX}[op]
+    dist.all_reduce(work, op=reduce_op)
     if op == "mean":
-        dist.all_reduce(work, op=dist.ReduceOp.SUM)
         work /= dist.get_world_size()
-    else:
-        reduce_op = {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
-                     "max": dist.ReduceOp.MAX}.get(op)
-        if reduce_op is None:
-            raise ValueError(f"op must be 'sum', 'mean', 'min' or 'max', got {op!r}")
-        dist.all_reduce(work, op=reduce_op)
     return work.to(tensor.device)
 
 

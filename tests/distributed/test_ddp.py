@@ -126,6 +126,11 @@ def test_one_process_helpers_do_nothing():
     distributed.teardown()  # no group: nothing to leave
 
 
+def test_a_bad_reduce_op_is_refused_in_one_process_too():
+    with pytest.raises(ValueError, match="op must be 'sum', 'mean', 'min' or 'max', got 'avg'"):
+        distributed.all_reduce(torch.tensor([1.0]), "avg")
+
+
 # -- two ranks ---------------------------------------------------------------------------------
 def test_finder_curve_of_2x16_equals_1x32_and_all_ranks_agree(two_ranks, one_process):
     _, _, ranks = two_ranks
