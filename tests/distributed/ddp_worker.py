@@ -45,10 +45,15 @@ def run_finder(batch_size: int) -> dict:
     val = find_lr(distributed.wrap(net, "cpu"), optimizer, nn.CrossEntropyLoss(), train,
                   val_data=valid, val_every=3, start_lr=1e-3, end_lr=1.0, num_iters=12,
                   batch_size=batch_size)
+    # one validation sample: rank 0's share is empty, its result must still match rank 1's
+    one = find_lr(distributed.wrap(net, "cpu"), optimizer, nn.CrossEntropyLoss(), train,
+                  val_data=(valid[0][:1], valid[1][:1]), val_every=2, num_iters=3,
+                  batch_size=batch_size)
     restored = all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     return {"losses": result.train_losses, "stop_reason": result.stop_reason,
             "suggested_lr": result.suggested_lr, "verdict": result.verdict,
-            "val_losses": val.losses, "restored": restored}
+            "val_losses": val.losses, "restored": restored,
+            "one_sample_settings": one.settings, "one_sample_losses": one.losses}
 
 
 def run_nan_on_one_rank() -> dict:

@@ -146,6 +146,10 @@ def test_finder_curve_of_2x16_equals_1x32_and_all_ranks_agree(two_ranks, one_pro
     assert r0["stop_reason"] == r1["stop_reason"] == "diverged"
     assert (r0["suggested_lr"], r0["verdict"]) == (r1["suggested_lr"], r1["verdict"])
     assert len(r0["losses"]) > 8  # it wrapped around the 8 global batches
+    # rank 0 holds none of the one validation sample: same curve, same recorded settings
+    assert r0["one_sample_losses"] == r1["one_sample_losses"]
+    assert r0["one_sample_settings"] == r1["one_sample_settings"]
+    assert r0["one_sample_settings"]["val_every"] == 2
 
 
 def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(two_ranks):

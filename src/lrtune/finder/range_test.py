@@ -176,7 +176,7 @@ def find_lr(
             snapshot.restore()
     settings = dict(start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode,
                     batch_size=batch_size, smooth=smooth, diverge_factor=diverge_factor,
-                    val_every=val_every if val_batches else None,
+                    val_every=val_every if val_data is not None else None,
                     accumulation_steps=accumulation_steps, seed=seed,
                     optimizer=type(optimizer).__name__)
     return analyse(curve, rule=rule, smooth=smooth, settings=settings)
