@@ -91,6 +91,17 @@ def test_result_round_trips_through_json_and_saves_a_figure(data, tmp_path):
         SweepResult.from_json('{"lrs": []}')
 
 
+def test_to_json_leaves_kept_weights_alone(data):
+    class NoCopy:  # a kept weight must not be deep-copied just to be left out of the JSON
+        def __deepcopy__(self, memo):
+            raise AssertionError("weights were deep-copied")
+
+    res = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.01, 0.1], steps=2,
+                batch_size=16)
+    res.weights = {0: {"w": NoCopy()}}
+    assert "weights" not in json.loads(res.to_json())
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"lrs": [0.1]}, "exactly one budget"),
     ({"lrs": [0.1], "epochs": 1, "steps": 2}, "exactly one budget"),

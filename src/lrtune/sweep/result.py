@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +168,8 @@ class SweepResult(JsonResult):
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("weights")
+        # not asdict(): it would deep-copy every kept weight tensor only to drop it
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "weights"}
         return json_clean({"format_version": FORMAT_VERSION, **data})
 
     # -- figures ---------------------------------------------------------------------------
