@@ -27,6 +27,14 @@ def json_clean(value: Any) -> Any:
     return value
 
 
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as indented JSON, atomically: a failure midway (a full disk, Ctrl-C)
+    leaves the previous file as it was, never a truncated one."""
+    from lrtune.training.checkpoint_io import atomic_write_text
+
+    return atomic_write_text(json.dumps(data, indent=2) + "\n", path)
+
+
 class JsonResult:
     """Mixin for a dataclass result: ``to_json``/``from_json`` and ``save`` (PNG + JSON).
 
@@ -40,10 +48,10 @@ class JsonResult:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Return the result as JSON text; also write it to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
+        data = self.to_dict()
         if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+            write_json(data, path)
+        return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, source: str | Path):

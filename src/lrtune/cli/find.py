@@ -137,6 +137,7 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
     and add its keys to it. Returns the :class:`~lrtune.sweep.SweepResult`."""
     import json
 
+    from lrtune.result_io import write_json
     from lrtune.sweep import confirm_lr
     from lrtune.sweep.confirm import confirm_epochs
 
@@ -155,7 +156,7 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
         "bracket": swept.settings["bracket"], "range_test_suggestion": result.suggested_lr,
         "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine,
     })
-    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    write_json(data, json_path)  # atomic: a failure keeps the range test's own result
     share = (f"{args.confirm_fraction:g} of {args.epochs}" if result.verdict == "ok" else
              f"all {args.epochs}: the range test was inconclusive")
     print(f"confirmation: {args.confirm} rates, {epochs} epochs each ({share}): "
