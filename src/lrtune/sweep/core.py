@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from lrtune.data.batching import as_batches
+from lrtune.finder.range_test import _endless  # the range test's endless batch stream
 from lrtune.sweep.engines import make_engine
 from lrtune.sweep.losses import correct_counts, correct_rows, per_copy_loss, resolve_metric
 from lrtune.sweep.optim import optim_spec
@@ -48,16 +49,6 @@ def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, floa
         raise ValueError(f"bracket {bracket!r} holds one rate; widen it or use k=1")
     ratio = math.log(hi / lo) / (k - 1)
     return [float(f"{lo * math.exp(ratio * i):.6g}") for i in range(k)]
-
-
-def _endless(batches):
-    while True:
-        empty = True
-        for batch in batches:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("train data is empty: it yielded no batch")
 
 
 @contextlib.contextmanager
