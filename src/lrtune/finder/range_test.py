@@ -286,9 +286,9 @@ def analyse(curve: dict[str, Any], *, rule: str, smooth: float, settings: dict) 
     lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
     smoothed = suggest.smooth_curve(losses, window=smooth * max(len(losses), 1))
     verdict, reason = suggest.verdict(lrs, losses, smoothed)
-    suggestions = suggest.suggest_all(lrs, smoothed) if verdict == "ok" or len(lrs) >= 3 else {
-        name: None for name in suggest.RULES
-    }
+    # an "ok" verdict implies MIN_POINTS (>= 3) points
+    suggestions = (suggest.suggest_all(lrs, smoothed) if len(lrs) >= 3
+                   else dict.fromkeys(suggest.RULES))
     chosen = suggestions.get(rule) if verdict == "ok" else None
     if verdict == "ok" and chosen is None:
         verdict, reason = "inconclusive", f"the {rule} rule found no point on this curve"
