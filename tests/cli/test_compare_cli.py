@@ -49,6 +49,16 @@ def test_command_line_recipes_override_common_options(tmp_path):
     assert run["summary"]["lr"] == 0.02 and run["summary"]["epochs"] == 1
 
 
+def test_common_options_apply_to_toml_recipes_too(tmp_path):
+    recipes = tmp_path / "r.toml"
+    recipes.write_text('[common]\nepochs = 3\n[[recipes]]\nname = "a"\nlr = 0.02\n')
+    out = tmp_path / "cmp"
+    assert main(["compare", "--recipes", str(recipes), "--common", "--epochs 1 --lr 0.5",
+                 "--out", str(out), "--verbose", "0"]) == 0
+    [run] = json.loads((out / "summary.json").read_text())
+    assert run["summary"]["epochs"] == 1 and run["summary"]["lr"] == 0.02  # the recipe wins
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

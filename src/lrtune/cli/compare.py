@@ -61,8 +61,13 @@ def toml_options(table: dict, where: str) -> list[str]:
     return argv
 
 
-def read_recipes(path: str) -> tuple[str | None, list[tuple[str, list[str]]]]:
-    """Title and ``(name, train options)`` of every recipe in a TOML file."""
+def read_recipes(path: str, extra_common: list[str] = ()) -> tuple[str | None,
+                                                                  list[tuple[str, list[str]]]]:
+    """Title and ``(name, train options)`` of every recipe in a TOML file.
+
+    A recipe's options are the file's ``[common]``, then ``extra_common`` (``--common``), then
+    its own: later ones win.
+    """
     import tomllib
 
     try:
@@ -71,9 +76,10 @@ def read_recipes(path: str) -> tuple[str | None, list[tuple[str, list[str]]]]:
         raise UsageError(f"recipes file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
-    common = toml_options(data.get("common", {}), f"{path} [common]")
+    common_table, tables = data.get("common", {}), data.get("recipes", [])
+    common = toml_options(common_table, f"{path} [common]") + list(extra_common)
     recipes = []
-    for i, table in enumerate(data.get("recipes", [])):
+    for i, table in enumerate(tables):
         table = dict(table)
         name = table.pop("name", None)
         if not name:
@@ -117,8 +123,8 @@ def run(args) -> int:
     from lrtune.cli.train import run_training
     from lrtune.compare_report import write_compare_report
 
-    title, recipes = read_recipes(args.recipes) if args.recipes else (None, [])
     common = shlex.split(args.common)
+    title, recipes = read_recipes(args.recipes, common) if args.recipes else (None, [])
     recipes += [parse_recipe(text, common) for text in args.recipe]
     if len(recipes) < 1:
         raise UsageError("no recipe: give --recipes FILE.toml or at least one --recipe")
