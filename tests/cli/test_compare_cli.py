@@ -60,6 +60,20 @@ def test_common_options_apply_to_toml_recipes_too(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [('common = "x"\n', "common must be a table"),
+     ("recipes = [1, 2]\n", "recipes must be an array of tables"),
+     ('[recipes]\nname = "a"\n', "recipes must be an array of tables")],
+)
+def test_badly_shaped_recipe_files_are_one_line(tmp_path, capsys, text, message):
+    recipes = tmp_path / "r.toml"
+    recipes.write_text(text)
+    assert main(["compare", "--recipes", str(recipes), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--recipe", "a: --lr -1"], "recipe 'a': argument --lr: must be a finite number > 0"),

@@ -77,6 +77,10 @@ def read_recipes(path: str, extra_common: list[str] = ()) -> tuple[str | None,
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
     common_table, tables = data.get("common", {}), data.get("recipes", [])
+    if not isinstance(common_table, dict):
+        raise UsageError(f"{path}: common must be a table ([common])")
+    if not (isinstance(tables, list) and all(isinstance(t, dict) for t in tables)):
+        raise UsageError(f"{path}: recipes must be an array of tables ([[recipes]])")
     common = toml_options(common_table, f"{path} [common]") + list(extra_common)
     recipes = []
     for i, table in enumerate(tables):
