@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -214,11 +215,13 @@ def test_validation_mode_monitors_the_validation_loss(blobs, small_net):
         ({"mode": "log"}, "mode must be 'exp' or 'linear', got 'log'"),
         ({"accumulation_steps": 0}, "accumulation_steps must be an integer >= 1"),
         ({"rule": "magic"}, "rule must be one of"),
+        ({"smooth": "0.1"}, "smooth must be a number in [0, 1), got '0.1'"),
+        ({"diverge_factor": None}, "diverge_factor must be a number > 1, got None"),
     ],
 )
 def test_bad_arguments(blobs, small_net, kwargs, message):
     opt = torch.optim.SGD(small_net.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, **kwargs)
 
 

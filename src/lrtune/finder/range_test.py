@@ -51,10 +51,10 @@ def _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_f
         bad("mode", mode, "'exp' or 'linear'")
     if not isinstance(batch_size, int) or batch_size <= 0:
         bad("batch_size", batch_size, "an integer > 0")
-    if not (0 <= smooth < 1):
-        bad("smooth", smooth, "in [0, 1)")
-    if not diverge_factor > 1:
-        bad("diverge_factor", diverge_factor, "> 1")
+    if not (isinstance(smooth, int | float) and 0 <= smooth < 1):
+        bad("smooth", smooth, "a number in [0, 1)")
+    if not (isinstance(diverge_factor, int | float) and diverge_factor > 1):
+        bad("diverge_factor", diverge_factor, "a number > 1")
     if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
         bad("accumulation_steps", accumulation_steps, "an integer >= 1")
     if not isinstance(val_every, int) or val_every < 1:
