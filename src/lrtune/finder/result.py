@@ -22,7 +22,8 @@ class FinderResult(JsonResult):
         smoothed_losses: ``losses`` after zero-lag smoothing; the rules read this curve.
         train_lrs, train_losses: every optimizer step's rate and training loss.
         stop_reason: ``"finished"``, ``"diverged"`` or ``"non_finite"``.
-        stop_lr: the rate of the last step taken (the one that diverged or went non-finite).
+        stop_lr: the rate at which the sweep stopped: the step that diverged or went
+            non-finite (that step's update is not applied), else the last rate.
         suggestions: the value of every rule (``None`` where a rule found nothing).
         rule: the rule whose value is ``suggested_lr``.
         suggested_lr: the suggestion, or ``None`` when the verdict is inconclusive.
