@@ -48,7 +48,8 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                         "(vectorised) on a short budget and pick the best by validation")
     if with_epochs:  # `lrtune train` has its own --epochs
         p.add_argument("--epochs", type=positive_int, default=20,
-                       help="planned training epochs; --confirm trains --confirm-fraction of them")
+                       help="planned training epochs; --confirm trains --confirm-fraction of "
+                            "them (all of them after an inconclusive range test)")
     p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
                    help=f"share of the planned epochs the confirmation trains "
                         f"(default {CONFIRM_FRACTION})")
