@@ -455,14 +455,13 @@ class Trainer:
                 f"trainer has {len(self.schedules)} scheduler(s)"
             )
         data = state.get("data")
-        if data is not None and isinstance(self.train_batches, TensorBatches):
-            if data["seed"] != self.train_batches.seed:
-                raise ValueError(
-                    f"checkpoint {source} was trained with seed={data['seed']}, "
-                    f"fit got seed={self.train_batches.seed}"
-                )
-            self.train_batches.passes = data["passes"]
-        distributed.unwrap(self.model).load_state_dict(state["model"])
+        if data is not None and isinstance(self.train_batches, TensorBatches) \
+                and data["seed"] != self.train_batches.seed:
+            raise ValueError(
+                f"checkpoint {source} was trained with seed={data['seed']}, "
+                f"fit got seed={self.train_batches.seed}"
+            )
+        # the loads that can still fail come first, so a mismatch leaves the model untouched
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as exc:
@@ -471,6 +470,9 @@ class Trainer:
             ) from exc
         for s, s_state in zip(self.schedules, state["schedules"], strict=True):
             s.load_state_dict(s_state)
+        distributed.unwrap(self.model).load_state_dict(state["model"])  # checked above
+        if data is not None and isinstance(self.train_batches, TensorBatches):
+            self.train_batches.passes = data["passes"]
         if state.get("augment") is not None and hasattr(self.augment, "load_state_dict"):
             self.augment.load_state_dict(state["augment"])
         self.history.load_state_dict(state["history"])
