@@ -222,6 +222,8 @@ class Trainer:
             if state is not None:
                 self._load_callback_states(state["callbacks"])
                 set_rng_state(_rng_of_this_rank(state))  # last: nothing above shifts the stream
+                if state.get("stop_reason") is not None:  # saved as the run stopped: it stays so
+                    self.should_stop, self.stop_reason = True, state["stop_reason"]
             while self.epoch < epochs and not self.should_stop:
                 self._run_epoch()
             if self.stop_reason is None:
@@ -424,6 +426,7 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "epochs": self.epochs,
+            "stop_reason": self.stop_reason,  # set when a callback ended the run at this epoch
             "model": distributed.unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "optimizer_type": type(self.optimizer).__name__,
