@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -64,5 +65,9 @@ def test_rejects_bad_arguments():
         TensorBatches(X, y[:9], 2)
     with pytest.raises(ValueError, match="batch_size must be > 0, got 0"):
         TensorBatches(X, y, 0)
+    for bad in (2.5, "4", True):  # used to fail later with a TypeError, or batch by 1
+        with pytest.raises(ValueError, match=f"batch_size must be an integer > 0, got {bad!r}"):
+            TensorBatches(X, y, bad)
+    assert len(TensorBatches(X, y, np.int64(4))) == 3
     with pytest.raises(TypeError, match="must be torch tensors"):
         TensorBatches(X.numpy(), y, 2)

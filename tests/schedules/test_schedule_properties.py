@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from itertools import pairwise
 
 import torch
@@ -179,3 +180,10 @@ def test_plateau_resume_equals_not_stopping(metrics, data):
     second = ReduceLROnPlateau(opt2, **kwargs)
     second.load_state_dict(json.loads(json.dumps(first.state_dict())))
     assert head + run(second, opt2, metrics[cut:]) == expected
+
+
+def test_exponential_growth_past_float_range_holds_its_end_value():
+    # 1.1 ** 10_000 overflows a float: the cap must hold instead of an OverflowError
+    assert exponential(1e-7, 1.1, end_value=10.0)(10_000) == 10.0
+    assert exponential(1e-7, 1.1)(10_000) == math.inf
+    assert exponential(0.0, 1.1)(10_000) == 0.0

@@ -182,6 +182,40 @@ def test_resume_rejects_another_model_optimizer_or_setup(tmp_path, data):
         fresh.fit(*data, epochs=2, resume=path, seed=5)
 
 
+def test_resume_with_a_mismatched_optimizer_state_leaves_the_model_untouched(tmp_path, data):
+    trainer, _, _ = _run(tmp_path, 0)
+    trainer.fit(*data, epochs=1, batch_size=32)
+    model = make_model(seed=7)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    two_groups = torch.optim.SGD([{"params": model[0].parameters()},
+                                  {"params": model[3].parameters()}], lr=0.1, momentum=0.9)
+    other = Trainer(model, two_groups, nn.CrossEntropyLoss(), device="cpu", verbose=0,
+                    schedules=[FakeScheduler(two_groups)])
+    with pytest.raises(ValueError, match=r"optimizer state in checkpoint .* does not match"):
+        other.fit(*data, epochs=2, resume=tmp_path / "ckpt" / "last.pt")
+    for name, value in model.state_dict().items():  # was overwritten before the failing load
+        assert torch.equal(value, before[name]), name
+
+
+def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path, data):
+    def run(seed, **fit):
+        model = make_model(seed=seed)
+        stopper = EarlyStopping(patience=0, min_delta=1e9, restore_best_weights=True)
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                          nn.CrossEntropyLoss(), device="cpu", verbose=0,
+                          callbacks=[stopper, Checkpoint(tmp_path / "ckpt")])
+        trainer.fit(*data, epochs=6, batch_size=16, **fit)
+        return trainer
+
+    straight = run(0)
+    assert (len(straight.history), straight.stop_reason) == (2, "early_stopping")
+    resumed = run(1, resume=tmp_path / "ckpt" / "last.pt")  # e.g. after a crash at the end
+    assert (len(resumed.history), resumed.stop_reason) == (2, "early_stopping")
+    for (name, a), b in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # the best epoch's weights, as in the straight run
+
+
 def test_resume_when_already_done_trains_nothing(tmp_path, data):
     trainer, _, _ = _run(tmp_path, 0)
     trainer.fit(*data, epochs=2, batch_size=32)

@@ -26,6 +26,8 @@ def test_records_columns_and_best():
     assert h.best("valid_loss") == (1, 0.9)  # NaN never wins
     assert h.best("valid_accuracy", "max") == (2, 0.75)
     assert h.best("missing") is None
+    with pytest.raises(ValueError, match="mode must be 'min' or 'max', got 'auto'"):
+        h.best("valid_loss", "auto")  # used to pick the largest value silently
     assert h.batches == [
         {"step": 1, "epoch": 1, "batch": 1, "loss": 1.2, "lr": 0.1, "momentum": 0.9},
         {"step": 2, "epoch": 2, "batch": 1, "loss": 0.6, "lr": 0.05, "momentum": None},

@@ -5,6 +5,7 @@ Benchmark against ``DataLoader(TensorDataset)``: ``benchmarks/bench_batching.py`
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 
 import torch
@@ -60,6 +61,8 @@ class TensorBatches:
             raise TypeError("X and y must be torch tensors")
         if len(X) != len(y):
             raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+            raise ValueError(f"batch_size must be an integer > 0, got {batch_size!r}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         if not (isinstance(world_size, int) and world_size >= 1):
@@ -67,7 +70,7 @@ class TensorBatches:
         if not (isinstance(rank, int) and 0 <= rank < world_size):
             raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
         self.X, self.y = X, y
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last

@@ -126,7 +126,10 @@ class Exponential:
             object.__setattr__(self, "end_value", check_value("end_value", self.end_value))
 
     def __call__(self, step: float) -> float:
-        value = self.init_value * self.gamma ** max(step, 0)
+        try:
+            value = self.init_value * self.gamma ** max(step, 0)
+        except OverflowError:  # float ** raises past 1.8e308 instead of giving inf
+            value = math.inf if self.init_value else 0.0
         if self.end_value is None:
             return value
         return max(value, self.end_value) if self.gamma < 1 else min(value, self.end_value)

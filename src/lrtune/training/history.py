@@ -81,6 +81,8 @@ class History:
 
     def best(self, key: str, mode: str = "min") -> tuple[int, float] | None:
         """``(epoch, value)`` of the best finite value of ``key``, the earliest on ties."""
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         found = None
         for record in self.epochs:
             value = record.get(key)

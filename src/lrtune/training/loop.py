@@ -222,6 +222,8 @@ class Trainer:
             if state is not None:
                 self._load_callback_states(state["callbacks"])
                 set_rng_state(_rng_of_this_rank(state))  # last: nothing above shifts the stream
+                if state.get("stop_reason") is not None:  # saved as the run stopped: it stays so
+                    self.should_stop, self.stop_reason = True, state["stop_reason"]
             while self.epoch < epochs and not self.should_stop:
                 self._run_epoch()
             if self.stop_reason is None:
@@ -424,6 +426,7 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "epochs": self.epochs,
+            "stop_reason": self.stop_reason,  # set when a callback ended the run at this epoch
             "model": distributed.unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "optimizer_type": type(self.optimizer).__name__,
@@ -455,14 +458,13 @@ class Trainer:
                 f"trainer has {len(self.schedules)} scheduler(s)"
             )
         data = state.get("data")
-        if data is not None and isinstance(self.train_batches, TensorBatches):
-            if data["seed"] != self.train_batches.seed:
-                raise ValueError(
-                    f"checkpoint {source} was trained with seed={data['seed']}, "
-                    f"fit got seed={self.train_batches.seed}"
-                )
-            self.train_batches.passes = data["passes"]
-        distributed.unwrap(self.model).load_state_dict(state["model"])
+        if data is not None and isinstance(self.train_batches, TensorBatches) \
+                and data["seed"] != self.train_batches.seed:
+            raise ValueError(
+                f"checkpoint {source} was trained with seed={data['seed']}, "
+                f"fit got seed={self.train_batches.seed}"
+            )
+        # the loads that can still fail come first, so a mismatch leaves the model untouched
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as exc:
@@ -471,6 +473,9 @@ class Trainer:
             ) from exc
         for s, s_state in zip(self.schedules, state["schedules"], strict=True):
             s.load_state_dict(s_state)
+        distributed.unwrap(self.model).load_state_dict(state["model"])  # checked above
+        if data is not None and isinstance(self.train_batches, TensorBatches):
+            self.train_batches.passes = data["passes"]
         if state.get("augment") is not None and hasattr(self.augment, "load_state_dict"):
             self.augment.load_state_dict(state["augment"])
         self.history.load_state_dict(state["history"])
