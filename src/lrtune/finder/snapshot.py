@@ -8,14 +8,14 @@ import torch
 from torch import nn
 
 
-def _to_cpu(obj):
+def cpu_copy(obj):
     """Deep-copy a (nested) state dict, moving every tensor to the CPU."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: cpu_copy(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(cpu_copy(v) for v in obj)
     return copy.deepcopy(obj)
 
 
@@ -27,8 +27,8 @@ class Snapshot:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
         self.model, self.optimizer = model, optimizer
-        self.model_state = _to_cpu(model.state_dict())
-        self.optimizer_state = _to_cpu(optimizer.state_dict()) if optimizer else None
+        self.model_state = cpu_copy(model.state_dict())
+        self.optimizer_state = cpu_copy(optimizer.state_dict()) if optimizer else None
         self.modes = {name: m.training for name, m in model.named_modules()}
         self.cpu_rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from lrtune.distributed import unwrap
-from lrtune.finder.snapshot import _to_cpu
+from lrtune.finder.snapshot import cpu_copy
 from lrtune.training.callbacks.base import (
     Callback,
     monitor_is_better,
@@ -75,7 +75,7 @@ class EarlyStopping(Callback):
         if monitor_is_better(self.mode, current, self.best_, self.min_delta):
             self.best_, self.best_epoch_, self.wait_ = current, epoch, 0
             if self.restore_best_weights:
-                self.best_weights_ = _to_cpu(unwrap(trainer.model).state_dict())
+                self.best_weights_ = cpu_copy(unwrap(trainer.model).state_dict())
             return
         self.wait_ += 1
         if self.wait_ >= self.patience:
