@@ -106,7 +106,7 @@ def main() -> None:
 
             contenders["skorch"] = skorch_net
         except ImportError:
-            print("skorch is not installed: skipped (pip install 'lrtune[bench]')")
+            print("skorch is not installed: skipped (pip install 'lrtune[skorch]')")
     for fn in contenders.values():  # warm-up: imports, allocator, first-call costs
         fn(*setup(), 1, args.batch_size)
     times: dict[str, list[float]] = {name: [] for name in contenders}
