@@ -220,6 +220,14 @@ def _check_clip(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+def autocast(precision: str, device: torch.device):
+    """The autocast context of a precision on ``device`` (a no-op for ``"32"``)."""
+    dtype = _AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 class StepRunner:
     """One batch through the model and one optimizer step, the same way for every loop.
 
@@ -246,7 +254,6 @@ class StepRunner:
         self.precision = check_precision(precision)
         self.clip_grad_norm = _check_clip("clip_grad_norm", clip_grad_norm)
         self.clip_grad_value = _check_clip("clip_grad_value", clip_grad_value)
-        self.dtype = _AUTOCAST_DTYPES.get(self.precision)
         self.scaler = (torch.amp.GradScaler(self.device.type)
                        if self.precision == "16-mixed" else None)
         self._params: list[torch.Tensor] | None = None
@@ -258,9 +265,7 @@ class StepRunner:
 
     def autocast(self):
         """The precision's autocast context (a no-op for ``"32"``)."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast(self.precision, self.device)
 
     def forward(self, batch: Any, model: nn.Module | None = None) -> StepResult:
         """Move ``batch`` to the device and run the step under autocast."""

@@ -158,7 +158,8 @@ SCHEDULERS = {
         "interval": "step"},
     "step_lr_bare": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5),
     "plateau_monitor": lambda opt: {
-        "scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0, factor=0.5),
+        "scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0,
+                                                                factor=0.5),
         "monitor": "valid_loss"},
     "lrtune_torch_scheduler": lambda opt: __import__("lrtune").TorchScheduler(
         opt, __import__("lrtune").schedules.linear(0.1, 0.01, steps=4)),

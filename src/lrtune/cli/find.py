@@ -114,7 +114,8 @@ def run(args) -> int:
         start_lr=args.start_lr, end_lr=args.end_lr,
         num_iters=args.num_iters, mode=args.mode, batch_size=args.batch_size, smooth=args.smooth,
         diverge_factor=args.diverge_factor, accumulation_steps=args.accumulation_steps,
-        precision=args.precision, clip_grad_norm=args.clip_grad_norm, val_data=splits.valid if args.validate else None, val_every=args.val_every, rule=rule,
+        precision=args.precision, clip_grad_norm=args.clip_grad_norm,
+        val_data=splits.valid if args.validate else None, val_every=args.val_every, rule=rule,
         seed=args.seed, device=device,
     )
     if not distributed.is_main():  # every rank holds the same result; rank 0 reports it
