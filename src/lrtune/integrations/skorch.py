@@ -66,9 +66,12 @@ class LRScheduler(skorch.callbacks.LRScheduler):
             self.lr_scheduler_.load_state_dict({"step": self.batch_idx_})
 
 
+_DEFAULT_NAMES = {"modules": "module", "criteria": "criterion", "optimizers": "optimizer"}
+
+
 def _components(net, kind: str) -> list[str]:
-    """Names of the net's modules, criteria or optimizers (``module``, ``criterion_2``, ...)."""
-    return list(getattr(net, f"_{kind}", None) or [kind.rstrip("s")])
+    """Names of the net's modules, criteria or optimizers (``module``, ``criterion2``, ...)."""
+    return list(getattr(net, f"_{kind}", None) or [_DEFAULT_NAMES[kind]])
 
 
 def _train_batch_size(net, n_samples: int) -> int:
@@ -88,7 +91,10 @@ def _data(net, X, y, finder_kwargs: dict[str, Any]):
     ``DataLoader`` over ``net.get_dataset(X, y)`` (datasets, dicts, DataFrames, ``y=None``)."""
     X_t, y_t = _as_tensor(X), _as_tensor(y)
     if X_t is None or y_t is None:
-        return net.get_iterator(net.get_dataset(X, y), training=True)
+        loader = net.get_iterator(net.get_dataset(X, y), training=True)
+        if isinstance(getattr(loader, "batch_size", None), int):
+            finder_kwargs.setdefault("batch_size", loader.batch_size)  # for the record
+        return loader
     param = next((p for p in net.module_.parameters() if p.is_floating_point()), None)
     if X_t.is_floating_point() and param is not None and X_t.dtype != param.dtype:
         raise ValueError(
@@ -118,6 +124,7 @@ def find_lr(net, X, y=None, *, apply: bool = False, **finder_kwargs: Any) -> Fin
             seeded order with the net's training batch size (``batch_size=`` overrides it);
             anything else (a ``Dataset``, a dict, ``y=None``) goes through the net's own
             training iterator, ``net.get_iterator(net.get_dataset(X, y), training=True)``.
+            ``val_data=(X_valid, y_valid)`` may be NumPy arrays too.
         apply: when the test suggests a rate, set it with ``net.set_params(lr=...)`` (which
             writes it to every param group of ``net.optimizer_`` and to ``net.lr``, the rate
             the next ``net.fit`` starts from).
@@ -139,6 +146,9 @@ def find_lr(net, X, y=None, *, apply: bool = False, **finder_kwargs: Any) -> Fin
         raise ValueError(f"find_lr sweeps one optimizer; this net has {', '.join(optimizers)}")
     net.check_data(X, y)
     data = _data(net, X, y, finder_kwargs)
+    val = finder_kwargs.get("val_data")
+    if isinstance(val, tuple | list) and all(isinstance(v, np.ndarray | torch.Tensor) for v in val):
+        finder_kwargs["val_data"] = tuple(map(_as_tensor, val))
     # every module and criterion the net built: train() and restore reach all of them
     parts = nn.ModuleDict({name: part for name in _components(net, "modules")
                            + _components(net, "criteria")
