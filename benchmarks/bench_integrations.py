@@ -19,6 +19,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -38,15 +39,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SWEEP = dict(start_lr=1e-5, end_lr=0.1, mode="exp")  # plain SGD never diverges in this range
 
 
-def paired(contenders: dict[str, Callable[[], None]], repeats: int) -> dict:
-    """Time every contender once per repeat (rotating order) after one warm-up run each."""
+def paired(contenders: dict[str, Callable[[], None]], repeats: int,
+           reset: Callable[[], None] = lambda: None) -> dict:
+    """Time every contender once per repeat (rotating order) after one warm-up run each;
+    ``reset()`` (untimed) runs before each, so every one starts from the same state."""
     for run in contenders.values():
+        reset()
         run()
     names = list(contenders)
     cpu: dict[str, list[float]] = {n: [] for n in names}
     wall: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            reset()
             t0, c0 = time.perf_counter(), time.process_time()
             contenders[name]()
             wall[name].append(time.perf_counter() - t0)
@@ -69,13 +74,21 @@ def bench_skorch(repeats: int, epochs: int = 3, batch_size: int = 32) -> dict:
 
     from lrtune.integrations.skorch import find_lr
 
-    X, y = splits_of("digits").train
+    splits = splits_of("digits")
+    X, y = splits.train
     steps = epochs * -(-len(X) // batch_size)
     torch.manual_seed(0)
     net = NeuralNetClassifier(
-        mlp(X.shape[1], 10, (300, 100)), criterion=torch.nn.CrossEntropyLoss, lr=0.01,
-        optimizer=torch.optim.SGD, optimizer__momentum=0.9, batch_size=batch_size,
-        max_epochs=epochs, train_split=None, verbose=0).initialize()
+        mlp(splits.in_features, splits.n_outputs, (300, 100)),
+        criterion=torch.nn.CrossEntropyLoss, lr=0.01, optimizer=torch.optim.SGD,
+        optimizer__momentum=0.9, batch_size=batch_size, max_epochs=epochs, train_split=None,
+        verbose=0).initialize()
+    start = copy.deepcopy((net.module_.state_dict(), net.optimizer_.state_dict()))
+
+    def reset() -> None:  # partial_fit trains the net: every contender starts from `start`
+        net.module_.load_state_dict(start[0])
+        net.optimizer_.load_state_dict(start[1])
+        net.history.clear()
 
     def integration() -> None:
         res = find_lr(net, X, y, num_iters=steps, **SWEEP)
@@ -92,7 +105,7 @@ def bench_skorch(repeats: int, epochs: int = 3, batch_size: int = 32) -> dict:
         net.partial_fit(X, y, epochs=epochs)
 
     times = paired({"integration": integration, "skorch partial_fit": skorch_loop,
-                    "lrtune.find_lr": core}, repeats)
+                    "lrtune.find_lr": core}, repeats, reset)
     return {**times, "steps": steps, "batch_size": batch_size, "repeats": repeats,
             "cpu_ratios": {
                 "integration/skorch partial_fit": ratio(times["cpu"], "integration",
