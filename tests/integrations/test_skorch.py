@@ -40,6 +40,11 @@ class MLP(nn.Module):
         return torch.softmax(self.body(x), dim=-1)
 
 
+class DictMLP(MLP):
+    def forward(self, pixels):
+        return super().forward(pixels)
+
+
 def make_net(**kwargs) -> NeuralNetClassifier:
     torch.manual_seed(0)
     params = dict(module=MLP, lr=0.05, optimizer=torch.optim.SGD, optimizer__momentum=0.9,
@@ -132,6 +137,11 @@ def test_other_inputs_go_through_the_nets_own_iterator(digits):
     result = find_lr(net, Dataset(X, y), None, start_lr=1e-4, end_lr=1e-1, num_iters=20)
     assert len(result.train_losses) == 20
     assert all(np.isfinite(result.train_losses))
+    assert result.settings["batch_size"] == 32  # the net's training iterator's
+    # a dict X reaches the module as keyword arguments, as in net.fit
+    as_dict = find_lr(make_net(module=DictMLP), {"pixels": X}, y, **SWEEP)
+    assert as_dict.train_losses[0] == pytest.approx(np.log(10), rel=0.05)  # 10 classes, untrained
+    assert as_dict.settings["batch_size"] == 64
 
 
 def test_bad_inputs_say_what_is_wrong(digits):
