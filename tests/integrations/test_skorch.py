@@ -129,6 +129,9 @@ def test_apply_sets_the_suggestion_with_set_params_and_fit_starts_from_it(digits
     untouched = make_net()
     find_lr(untouched, X, y, **SWEEP)
     assert untouched.lr == 0.05
+    flat = find_lr(untouched, X, y, apply=True, start_lr=1e-7, end_lr=1e-6, num_iters=10)
+    assert flat.verdict != "ok" and flat.suggested_lr is None  # nothing to apply
+    assert untouched.lr == 0.05
 
 
 def test_other_inputs_go_through_the_nets_own_iterator(digits):
