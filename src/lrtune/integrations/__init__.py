@@ -1,0 +1,1 @@
+"""Thin adapters from training frameworks to lrtune's core (one module per framework)."""
