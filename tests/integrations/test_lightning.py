@@ -155,6 +155,8 @@ def test_refusals_are_one_clear_line():
         find_lr(net(), None, loader())
     with pytest.raises(ValueError, match="needs one train dataloader, got 2"):
         find_lr(Plain(), None, {"a": loader(), "b": loader()})
+    with pytest.raises(TypeError, match=r"^unknown range-test argument\(s\): num_iter, step \("):
+        LRFinder(num_iter=10, step=None)
 
 
 # -- groups, restore, update_attr ---------------------------------------------------------------

@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import logging
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,9 @@ __all__ = ["LRFinder", "find_lr"]
 
 log = logging.getLogger(__name__)
 _LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # what torch schedulers keep in a group
+# what the caller may pass on to lrtune.find_lr (the rest is the module's)
+_FINDER_ARGS = frozenset(inspect.signature(core_find_lr).parameters) - {
+    "model", "optimizer", "loss_fn", "data", "step"}
 
 
 def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
@@ -79,6 +83,7 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
         AttributeError: ``update_attr`` and no learning-rate attribute to write.
     """
     _check_module(module)
+    _check_finder_kwargs(finder_kwargs)
     if update_attr:
         attr_name = lr_attr_name(module, attr_name)
     if trainer is not None:
@@ -117,6 +122,7 @@ class LRFinder(pl.Callback):
 
     def __init__(self, *, update_attr: bool = True, attr_name: str = "",
                  **finder_kwargs: Any) -> None:
+        _check_finder_kwargs(finder_kwargs)
         self.update_attr, self.attr_name, self.finder_kwargs = update_attr, attr_name, finder_kwargs
         self.result_: FinderResult | None = None
         self._find_only = False  # find_lr(module, trainer): stop the fit after the test
@@ -132,10 +138,10 @@ class LRFinder(pl.Callback):
                                    _one_loader(trainer.train_dataloader), strategy.training_step,
                                    kwargs)
         lr = self.result_.suggested_lr
-        if lr is None:
+        if lr is None and trainer.is_global_zero:
             log.warning("lrtune: the range test is inconclusive (%s); the learning rate is left "
                         "as configured", self.result_.reason)
-        elif not self._find_only:
+        elif lr is not None and not self._find_only:
             scale_lr(trainer.optimizers[0], lr, [c.scheduler for c in trainer.lr_scheduler_configs])
         if lr is not None and self.update_attr and attr:
             lightning_setattr(pl_module, attr, lr)
@@ -198,6 +204,13 @@ def _check_module(module: Any) -> None:
         raise ValueError("the module uses manual optimisation (automatic_optimization = False); "
                          "lrtune's range test drives training_step's returned loss, so it needs "
                          "automatic optimisation")
+
+
+def _check_finder_kwargs(kwargs: dict[str, Any]) -> None:
+    unknown = sorted(set(kwargs) - _FINDER_ARGS)
+    if unknown:
+        raise TypeError(f"unknown range-test argument(s): {', '.join(unknown)} "
+                        f"(lrtune.find_lr takes {', '.join(sorted(_FINDER_ARGS))})")
 
 
 def _find_in_fit(module, trainer, train_dataloaders, datamodule, kwargs) -> FinderResult:
