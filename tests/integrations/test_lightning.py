@@ -41,14 +41,14 @@ HERE = Path(__file__).parent
 SRC = Path(lrtune.__file__).resolve().parents[1]
 
 
-def plain_find_lr(data=None, smoothing: float = 0.0, head_ratio: float = 1.0):
+def plain_find_lr(data=None, smoothing: float = 0.0, head_ratio: float = 1.0, **kwargs):
     """lrtune.find_lr on the same network, optimizer and data, without Lightning."""
     model = net()
     optimizer = torch.optim.SGD([{"params": model[0].parameters()},
                                  {"params": model[2].parameters(), "lr": 0.1 * head_ratio}],
                                 lr=0.1, momentum=0.9)
     return lrtune.find_lr(model, optimizer, nn.CrossEntropyLoss(label_smoothing=smoothing),
-                          loader() if data is None else data, **SWEEP)
+                          loader() if data is None else data, **SWEEP, **kwargs)
 
 
 def assert_same_curve(result, reference) -> None:
@@ -306,3 +306,23 @@ def test_ddp_two_ranks_same_curve_and_suggestion(tmp_path):
         assert ranks[0][run]["suggested_lr"] == pytest.approx(reference.suggested_lr, rel=1e-9)
     assert ranks[0]["find_lr"]["hparams_lr"] == ranks[0]["find_lr"]["suggested_lr"]
     assert ranks[0]["callback"]["optimizer_lr"] == ranks[0]["callback"]["suggested_lr"]
+
+
+def test_trainer_settings_reach_the_core():
+    from lrtune.integrations.lightning import _trainer_settings
+
+    settings = _trainer_settings(trainer(precision="bf16-mixed", gradient_clip_val=0.5,
+                                         gradient_clip_algorithm="value",
+                                         accumulate_grad_batches=3))
+    assert settings == {"precision": "bf16-mixed", "accumulation_steps": 3,
+                        "device": torch.device("cpu"), "clip_grad_value": 0.5}
+    assert _trainer_settings(trainer(precision="64-true", gradient_clip_val=2)) == {
+        "precision": "32", "accumulation_steps": 1, "device": torch.device("cpu"),
+        "clip_grad_norm": 2.0}
+
+
+def test_trainer_accumulation_is_the_cores():
+    fit = trainer(max_steps=1, accumulate_grad_batches=2)
+    result = find_lr(Plain(), fit, loader(shuffle=False), **SWEEP)
+    assert result.settings["accumulation_steps"] == 2
+    assert_same_curve(result, plain_find_lr(loader(shuffle=False), accumulation_steps=2))
