@@ -23,18 +23,20 @@ name           torchmetrics class                                              b
 ``top5``       ``MulticlassAccuracy(top_k=5, average="micro")`` (C >= 5)       max
 ``mcc``        ``MulticlassMatthewsCorrCoef`` / ``BinaryMatthewsCorrCoef``     max
 ``mse``        ``MeanSquaredError``                                            min
-``rmse``       ``MeanSquaredError(squared=False)``                             min
+``rmse``       ``MeanSquaredError(squared=False)`` per output, then the mean   min
 ``mae``        ``MeanAbsoluteError``                                           min
 ``mape``       ``MeanAbsolutePercentageError`` (a fraction, not percent)       min
 ``r2``         ``R2Score`` (the mean over output columns)                      max
 =============  ==============================================================  ======
 
-Regression states are float64 (float32 on Apple's MPS, which has no float64); a target of
-``N`` values is reshaped to an ``(N, 1)`` output.
+Over several output columns each regression metric is the mean of the columns' values, as
+scikit-learn's ``multioutput="uniform_average"``. Regression states are float64 (float32 on
+Apple's MPS, which has no float64); a target of ``N`` values is reshaped to an ``(N, 1)`` output.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -57,7 +59,7 @@ _CLASSIFICATION = {
 }
 _REGRESSION = {
     "mse": ("MeanSquaredError", {}, False),
-    "rmse": ("MeanSquaredError", {"squared": False}, False),
+    "rmse": ("MeanSquaredError", {"squared": False, "num_outputs": None}, False),
     "mae": ("MeanAbsoluteError", {}, False),
     "mape": ("MeanAbsolutePercentageError", {}, False),
     "r2": ("R2Score", {}, True),
@@ -93,6 +95,7 @@ class EpochMetric:
     def __init__(self, name: str, *, metric: Any = None,
                  build: Callable[[torch.Tensor], Any] | None = None,
                  adapt: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
+                 finish: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  higher_is_better: bool | None = None) -> None:
         if metric is None and build is None:
             raise ValueError("EpochMetric needs a torchmetrics metric or a factory")
@@ -100,6 +103,7 @@ class EpochMetric:
         self.metric = metric
         self._build = build
         self._adapt = adapt
+        self._finish = finish
         self.higher_is_better = (higher_is_better if higher_is_better is not None
                                  else getattr(metric, "higher_is_better", None))
         self._device: torch.device | None = None
@@ -129,7 +133,7 @@ class EpochMetric:
         """The metric over every batch since :meth:`reset` (all ranks' under DDP)."""
         if self.metric is None or not self.metric.update_called:
             raise ValueError(f"metric {self.name!r} has no data: no update() since reset()")
-        value = self.metric.compute()
+        value = self._computed(self.metric)
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"metric {self.name!r} must compute one number, got {shape}")
@@ -146,12 +150,17 @@ class EpochMetric:
         if self._probe is None:
             clone = None if self.metric is None else self.metric.clone()
             self._probe = EpochMetric(self.name, metric=clone, build=self._build,
-                                      adapt=self._adapt, higher_is_better=self.higher_is_better)
+                                      adapt=self._adapt, finish=self._finish,
+                                      higher_is_better=self.higher_is_better)
         probe = self._probe
         probe.reset()
         probe.update(output, target)
         probe.metric.sync_on_compute = False  # one rank's batch, never a collective
-        return probe.metric.compute()
+        return self._computed(probe.metric)
+
+    def _computed(self, metric) -> torch.Tensor:
+        value = metric.compute()
+        return self._finish(value) if self._finish else value
 
     def __repr__(self) -> str:
         return f"EpochMetric({self.name!r}, higher_is_better={self.higher_is_better})"
@@ -201,7 +210,10 @@ def _regression_metric(name: str) -> EpochMetric:
     cls, kwargs, higher = _REGRESSION[name]
 
     def build(output: torch.Tensor):
-        return getattr(tmr, cls)(**kwargs).set_dtype(_exact_dtype(output.device))
+        args = dict(kwargs)
+        if "num_outputs" in args:  # one RMSE per output column, then their mean (scikit-learn)
+            args["num_outputs"] = output.shape[1] if output.dim() == 2 else 1
+        return getattr(tmr, cls)(**args).set_dtype(_exact_dtype(output.device))
 
     def adapt(output: torch.Tensor, target: torch.Tensor) -> tuple:
         if target.shape != output.shape and target.numel() == output.numel():
@@ -209,15 +221,37 @@ def _regression_metric(name: str) -> EpochMetric:
         dtype = _exact_dtype(output.device)
         return output.to(dtype), target.to(dtype)
 
-    return EpochMetric(name, build=build, adapt=adapt, higher_is_better=higher)
+    return EpochMetric(name, build=build, adapt=adapt, finish=torch.mean, higher_is_better=higher)
+
+
+@functools.cache
+def _weighted_mean_class():
+    """A torchmetrics sum/count mean (its ``MeanMetric`` drops the weights when NaNs are kept)."""
+    import torchmetrics
+
+    class WeightedMean(torchmetrics.Metric):
+        full_state_update = False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+            self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
+
+        def update(self, value: torch.Tensor, weight: int) -> None:
+            self.total += value * weight
+            self.count += weight
+
+        def compute(self) -> torch.Tensor:
+            return self.total / self.count
+
+    return WeightedMean
 
 
 def _mean_metric(name: str, fn: Metric) -> EpochMetric:
     """A per-batch callable averaged over samples: exact only for per-sample means."""
-    from torchmetrics.aggregation import MeanMetric
 
     def build(output: torch.Tensor):
-        return MeanMetric(nan_strategy="disable").set_dtype(_exact_dtype(output.device))
+        return _weighted_mean_class()().set_dtype(_exact_dtype(output.device))
 
     def adapt(output: torch.Tensor, target: torch.Tensor) -> tuple:
         value = torch.as_tensor(fn(output, target), device=output.device).detach()
@@ -312,25 +346,29 @@ def _tokens(name: str) -> list[str]:
 
 
 def _table_direction(name: str) -> str | None:
-    """``"min"``/``"max"`` from the tables, or None when unknown or contradictory."""
+    """``"min"``/``"max"`` from the tables, or None when unknown."""
     tokens = _tokens(name)
     negated = bool(tokens) and tokens[0] == "neg"  # scikit-learn's neg_mean_squared_error
     tokens = tokens[1:] if negated else tokens
     joined = "_".join(tokens)
-    found = set()
     if joined in LOWER_IS_BETTER or joined in HIGHER_IS_BETTER:  # the specific name first
-        found.add("min" if joined in LOWER_IS_BETTER else "max")
-    else:
-        for i in range(len(tokens)):
-            for j in range(i + 1, len(tokens) + 1):
-                phrase = "_".join(tokens[i:j])
+        found = ["min" if joined in LOWER_IS_BETTER else "max"]
+    else:  # the head: the last known phrase before "at" (top1_error, recall_at_fpr_0.1)
+        head = tokens[:tokens.index("at")] if "at" in tokens else tokens
+        found = []
+        for j in range(1, len(head) + 1):
+            for i in range(j):  # phrases ending at j, longest first
+                phrase = "_".join(head[i:j])
                 if phrase in LOWER_IS_BETTER:
-                    found.add("min")
+                    found.append("min")
                 elif phrase in HIGHER_IS_BETTER or re.fullmatch(r"top\d+", phrase):
-                    found.add("max")
-    if len(found) != 1:
+                    found.append("max")
+                else:
+                    continue
+                break
+    if not found:
         return None
-    direction = found.pop()
+    direction = found[-1]
     return {"min": "max", "max": "min"}[direction] if negated else direction
 
 
@@ -353,12 +391,13 @@ def metric_direction(monitor: str, metrics: Mapping[str, Any] | None = None,
 
     First the metric object's ``higher_is_better`` when ``monitor`` is ``valid_<name>``,
     ``train_<name>`` or ``<name>`` of one of ``metrics``; then the tables
-    :data:`LOWER_IS_BETTER` / :data:`HIGHER_IS_BETTER`: the whole name, else its
-    ``_``-separated tokens (``miss_rate_at_5`` is min, ``map`` max but ``mape`` min, ``topN``
-    max, a ``neg_`` prefix flips the direction).
+    :data:`LOWER_IS_BETTER` / :data:`HIGHER_IS_BETTER`: the whole name, else whole
+    ``_``-separated tokens, the last known phrase before an ``at`` token deciding (``map`` is
+    max but ``mape`` min, ``miss_rate_at_5`` and ``top1_error`` min, ``recall_at_fpr_0.1`` and
+    ``top3_acc`` max); a ``neg_`` prefix flips the direction (``neg_mean_squared_error``).
 
     Raises:
-        ValueError: (``strict``) unknown or contradictory name; otherwise None is returned.
+        ValueError: (``strict``) a name of unknown direction; otherwise None is returned.
 
     Examples:
         >>> metric_direction("valid_r2"), metric_direction("valid_mape"), metric_direction("map")
