@@ -80,6 +80,7 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
     Raises:
         ValueError: manual optimisation, not exactly one optimizer, several train
             dataloaders, or no training data.
+        TypeError: not a ``LightningModule``, or an argument ``lrtune.find_lr`` does not take.
         AttributeError: ``update_attr`` and no learning-rate attribute to write.
     """
     _check_module(module)
