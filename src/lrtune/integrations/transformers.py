@@ -167,14 +167,13 @@ def _unwrap(optimizer):
 def _at_base_rate(optimizer) -> Iterator[None]:
     """Sweep from the rates the schedule is built on (``initial_lr``), not the scheduler's
     current value (0 at the start of a warmup); the current values come back afterwards."""
-    groups = optimizer.param_groups
-    current = [g["lr"] for g in groups]
-    for g in groups:
+    current = [g["lr"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
         g["lr"] = g.get("initial_lr", g["lr"])
     try:
         yield
-    finally:
-        for g, lr in zip(groups, current, strict=True):
+    finally:  # the groups anew: restoring the optimizer's state dict replaced them
+        for g, lr in zip(optimizer.param_groups, current, strict=True):
             g["lr"] = lr
 
 
