@@ -193,12 +193,24 @@ def test_train_after_find_lr_trains_at_the_suggestion(tmp_path):
         torch.testing.assert_close(trainer.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
 
 
+class FirstStepGrads(transformers.TrainerCallback):
+    """Records whether the model holds gradients when the first training step begins."""
+
+    clear = None
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self.clear = all(p.grad is None for p in model.parameters())
+
+
 def test_callback_trains_at_the_suggestion_through_the_warmup(tmp_path):
     schedule = dict(max_steps=5, warmup_steps=2, lr_scheduler_type="linear")
     trainer = make_trainer(tmp_path / "a", **schedule)
-    callback = LRFinderCallback(trainer, **SWEEP)
+    callback, grads = LRFinderCallback(trainer, **SWEEP), FirstStepGrads()
     trainer.add_callback(callback)
+    trainer.add_callback(grads)  # runs after the range test
     trainer.train()
+    assert grads.clear  # the range test's last gradients do not reach the first step
     result = callback.result
     assert result is not None and result.verdict == "ok", result and result.reason
     assert trainer.lr_scheduler.base_lrs == pytest.approx([result.suggested_lr] * 2)
