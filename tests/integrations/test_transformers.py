@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 transformers = pytest.importorskip("transformers")
-pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate (lrtune[transformers])")
+pytest.importorskip("accelerate", reason="the Trainer needs accelerate (lrtune[transformers])")
 
 from lrtune.integrations.transformers import LRFinderCallback, find_lr  # noqa: E402
 
@@ -235,9 +235,9 @@ def test_callback_keeps_learning_rate_when_inconclusive(tmp_path, caplog):
 
 def test_keywords_the_trainer_decides_are_refused(tmp_path):
     trainer = make_trainer(tmp_path)
-    with pytest.raises(ValueError, match="^accumulation_steps is set by the trainer"):
+    with pytest.raises(ValueError, match=r"^accumulation_steps is set by the trainer"):
         find_lr(trainer, accumulation_steps=2)
-    with pytest.raises(ValueError, match="^batch_size is set by the trainer"):
+    with pytest.raises(ValueError, match=r"^batch_size is set by the trainer"):
         LRFinderCallback(trainer, batch_size=4)
 
 
