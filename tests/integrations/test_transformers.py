@@ -96,6 +96,7 @@ def test_find_lr_gives_a_curve_and_a_verdict(tmp_path):
     assert len(result.train_losses) >= 10 and all(map(torch.isfinite, torch.tensor(result.losses)))
     assert result.settings["optimizer"] == "AdamW"  # the optimizer TrainingArguments configure
     assert result.settings["step"] == "custom" and result.settings["accumulation_steps"] == 1
+    assert result.settings["batch_size"] == N
     # the first point is the untrained model's loss on the (whole-data-set) batch
     assert result.train_losses[0] == pytest.approx(full_batch_loss(trainer.model), rel=1e-5)
 

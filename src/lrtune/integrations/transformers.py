@@ -145,8 +145,10 @@ def _range_test(trainer, optimizer, finder_kwargs: dict[str, Any]) -> FinderResu
     data = _MicroBatches(trainer, k)
     try:
         with _at_base_rate(optimizer):
+            # batch_size and seed only label the result: the trainer's dataloader batches
             return _core_find_lr(trainer.model, optimizer, None, data, step=_make_step(trainer, k),
-                                 accumulation_steps=k, device=args.device, **options)
+                                 accumulation_steps=k, device=args.device,
+                                 batch_size=args.train_batch_size, seed=args.seed, **options)
     finally:
         data.close()
         trainer.model.zero_grad(set_to_none=True)  # train() adds its first gradients to these
