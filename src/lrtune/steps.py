@@ -88,6 +88,9 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
 
 def batch_size_of(result: StepResult, batch: Any) -> int:
     """Samples in a batch: the target's first dimension, else the first tensor's in the batch."""
+    target = result.target
+    if isinstance(target, torch.Tensor) and target.dim():  # the common case, without a tree walk
+        return len(target)
     for candidate in (result.target, batch):
         leaves = [t for t in tree_flatten(candidate)[0] if isinstance(t, torch.Tensor)]
         if leaves:
@@ -271,7 +274,8 @@ class StepRunner:
             loss = loss * scale
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def _parameters(self) -> list[torch.Tensor]:
+    def parameters(self) -> list[torch.Tensor]:
+        """The optimizer's parameters (what clipping reads)."""
         if self._params is None:
             self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
         return self._params
@@ -284,9 +288,9 @@ class StepRunner:
         if scaler is not None and clipping:
             scaler.unscale_(optimizer)
         if self.clip_grad_value is not None:
-            nn.utils.clip_grad_value_(self._parameters(), self.clip_grad_value)
+            nn.utils.clip_grad_value_(self.parameters(), self.clip_grad_value)
         if self.clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self._parameters(), self.clip_grad_norm)
+            nn.utils.clip_grad_norm_(self.parameters(), self.clip_grad_norm)
         if scaler is None:
             optimizer.step()
             return True
