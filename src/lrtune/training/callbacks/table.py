@@ -60,6 +60,9 @@ def table_columns(has_valid: bool, metrics: list[str], hparams: list[str]) -> li
         columns += [Column(f"Valid {SHORT_NAMES.get(m, m)}", f"valid_{m}", "metric",
                            resolve_mode("auto", m)) for m in metrics]
     columns += [Column(name, name, "hparam") for name in ("lr", "momentum") if name in hparams]
+    if "effective_lr" in hparams:  # Prodigy, D-Adaptation: the rate they actually step with
+        columns.insert(-1 if "momentum" in hparams else len(columns),
+                       Column("d*lr", "effective_lr", "hparam"))
     columns.append(Column("Dur", "duration", "seconds"))
     return columns
 
