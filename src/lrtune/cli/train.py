@@ -134,11 +134,14 @@ def run_training(args) -> dict:
         _check_same_settings(state.get("extra", {}).get("settings", {}), settings, path)
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
+    seconds_lr_search = 0.0  # the range test (and confirmation) of --lr auto
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module
     if state is not None and args.lr == "auto":
         lr = float(state["extra"]["lr"])  # the rate the interrupted run chose
     elif args.lr == "auto":
+        search_start = time.perf_counter()
         lr = _range_test_lr(args, splits, net, optimizer, loss_fn, device, out)
+        seconds_lr_search = round(time.perf_counter() - search_start, 3)
     else:
         lr = float(args.lr)
     for group in optimizer.param_groups:
@@ -183,6 +186,7 @@ def run_training(args) -> dict:
         "best_epoch": checkpoint.best_epoch_,
         "best_valid_loss": checkpoint.best_ if checkpoint.best_epoch_ else None,
         "seconds": round(time.perf_counter() - start, 3),
+        "seconds_lr_search": seconds_lr_search,
     }
     if effective_lrs(optimizer) is not None:  # Prodigy, D-Adaptation: the rate they arrived at
         summary["effective_lr"] = effective_lrs(optimizer)[0]
