@@ -107,7 +107,7 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
         ...          "valid": (0.95, 0.01), "seconds": (5.0, 0.5)}]
         >>> best, other = verdict(rows)
         >>> best
-        '- Best valid accuracy: **b**, 0.95 ± 0.01 over the seeds.'
+        '- Winner by valid accuracy: **b**, 0.95 ± 0.01 over the seeds.'
         >>> print(other.replace("; ", ";\\n"))
         - **a**: 0.9 ± 0.01, 0.05 worse than b (more than the spread over the seeds);
         wall time 10 s vs 5 s.
@@ -117,7 +117,7 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
         return ["- No recipe produced a validation metric to compare."]
     higher = scored[0]["higher_is_better"]
     best = (max if higher else min)(scored, key=lambda r: r["valid"][0])
-    lines = [f"- Best {best['label']}: **{best['name']}**, {best['valid'][0]:.4g} ± "
+    lines = [f"- Winner by {best['label']}: **{best['name']}**, {best['valid'][0]:.4g} ± "
              f"{best['valid'][1]:.2g} over the seeds."]
     for row in rows:
         if row is best:

@@ -45,7 +45,7 @@ def test_second_opinion_runs_tuned_prodigy_and_schedule_free_over_seeds(tmp_path
             "valid_accuracy"] for r in runs if r["name"] == name)
         for name in ("tuned rate (--lr auto)", "Prodigy", "Schedule-Free AdamW")}
     winner = max(means, key=means.get)
-    assert f"- Best valid accuracy: **{winner}**" in report
+    assert f"- Winner by valid accuracy: **{winner}**" in report
     assert report.count("worse than " + winner) == 2
 
 
