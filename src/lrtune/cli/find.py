@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lrtune.cli.common import positive_float, positive_int, seed_everything
+from lrtune.cli.common import UsageError, positive_float, positive_int, seed_everything
+from lrtune.lr_free import LR_FREE
 
 CONFIRM_FRACTION = 0.5  # as lrtune.sweep.confirm (copied: --help must not import torch)
 
@@ -60,7 +61,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", help="dataset name (default digits, offline)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     p.add_argument("--model", default="mlp", help="model name (default mlp: 300-100 ReLU)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", *LR_FREE], default="sgd",
+                   help="sgd (default), adam, adamw, or a learning-rate-free one "
+                        "(needs pip install 'lrtune[lrfree]'; `lrtune train` only)")
     p.add_argument("--momentum", type=float, default=0.0,
                    help="SGD momentum (Adam: beta1 when given)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
@@ -86,9 +89,12 @@ def build_setup(args):
     splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
     model = build_model(args.model, splits.in_features, splits.n_outputs,
                         input_shape=splits.input_shape).to(args.device)
-    optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
-                               momentum=args.momentum, weight_decay=args.weight_decay,
-                               nesterov=args.nesterov)
+    try:
+        optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
+                                   momentum=args.momentum, weight_decay=args.weight_decay,
+                                   nesterov=args.nesterov)
+    except ImportError as exc:  # a learning-rate-free optimizer's package is not installed
+        raise UsageError(str(exc)) from None
     return splits, model, optimizer, loss_for(splits), torch.device(args.device)
 
 
