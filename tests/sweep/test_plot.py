@@ -36,7 +36,7 @@ def test_sweep_figure_has_three_panels_and_clear_legends(fig, legends_clear, tex
         "final valid accuracy", "diverged", "chosen: 0.03", "within noise (0.02)"]
     rates = loss_ax.get_legend()
     assert rates.get_title().get_text() == "lr"
-    assert texts_of(rates) == ["0.01", "0.03 (chosen)", "0.1", "0.3"]
+    assert texts_of(rates) == ["0.01", "0.03 (chosen)", "0.1", "0.3 (diverged)"]
     assert final_ax.get_xscale() == "log" and loss_ax.get_yscale() == "log"
     assert [ax.get_ylabel() for ax in fig.axes] == [
         "valid accuracy (final)", "valid accuracy", "train loss"]

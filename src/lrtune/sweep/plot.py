@@ -13,10 +13,18 @@ def _series(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
+def _status(result, i: int) -> str:
+    if i == result.chosen_index:
+        return " (chosen)"
+    return " (diverged)" if result.diverged[i] else ""
+
+
 def plot_sweep(result):
     """Three panels: the final valid metric per rate on a log lr axis (chosen rate marked,
     its noise band shaded, diverged rates as x); the valid metric and the training loss of
     every rate against epochs, one colour per rate, with one legend of rates for both."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     fig, (final_ax, metric_ax, loss_ax) = plt.subplots(
         1, 3, figsize=(15, 4.5), width_ratios=(1.1, 1, 1), layout="constrained")
@@ -38,6 +46,7 @@ def plot_sweep(result):
                          final[i] if result.mode == "max" else final[i] + tol,
                          color="tab:orange", alpha=0.1, label=f"within noise ({tol:.2g})")
     final_ax.set_xscale("log")
+    final_ax.margins(x=0.08)  # the chosen star is large: keep it off the spines
     final_ax.set_xlabel("learning rate")
     final_ax.set_ylabel(f"valid {result.metric} (final)")
     final_ax.set_title(f"sweep of {len(lrs)} rates ({result.engine})")
@@ -49,7 +58,8 @@ def plot_sweep(result):
     for i, lr in enumerate(lrs):
         style = dict(color=cmap(i / max(len(lrs) - 1, 1)),
                      lw=2.5 if i == result.chosen_index else 1.2,
-                     label=f"{lr:.3g}{' (chosen)' if i == result.chosen_index else ''}")
+                     marker="." if len(epochs) <= 20 else None,  # a lone point stays visible
+                     label=f"{lr:.3g}{_status(result, i)}")
         metric_ax.plot(epochs, _series(result.valid_metric[i]), **style)
         loss_ax.plot(epochs, _series(result.train_loss[i]), **style)
     metric_ax.set_ylabel(f"valid {result.metric}")
@@ -62,6 +72,8 @@ def plot_sweep(result):
         loss_ax.set_yscale("log")
     for ax in (metric_ax, loss_ax):
         ax.set_xlabel("epoch")
+        if np.all(epochs == np.round(epochs)):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, which="both", alpha=0.3)
     legend_beside(loss_ax, title="lr", fontsize=7,
                   ncol=1 if len(lrs) <= 16 else 2)  # the colours of both panels
