@@ -120,7 +120,7 @@ def plot_finder(result, ax=None, *, confirmed_lr: float | None = None):
         if outside:
             legend_only.append(_handle(**style))
             continue
-        y = np.interp(np.log10(lr), np.log10(lrs), smooth)
+        y = np.interp(np.log10(lr), np.log10(lrs), smooth) if len(lrs) else np.nan
         ax.plot([lr], [y], **style)
     if confirmed_lr is not None:
         outside = _where(confirmed_lr, lo, hi)
