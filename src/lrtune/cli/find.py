@@ -145,8 +145,10 @@ def check_confirm_arguments(args) -> None:
 
 
 def confirm(args, result, model, splits, loss_fn, device, json_path):
-    """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json)
-    and add its keys to it. Returns the :class:`~lrtune.sweep.SweepResult`."""
+    """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json),
+    add its keys to it and redraw lr_find.png with the confirmed rate.
+
+    Returns the :class:`~lrtune.sweep.SweepResult`."""
     import json
 
     from lrtune.result_io import write_json
@@ -169,6 +171,10 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
         "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine,
     })
     write_json(data, json_path)  # atomic: a failure keeps the range test's own result
+    if swept.chosen_lr is not None:  # redraw the range test's figure with the confirmed rate
+        from lrtune.plots import save_figure
+
+        save_figure(result.plot(confirmed_lr=swept.chosen_lr), json_path.with_suffix(".png"))
     share = (f"{args.confirm_fraction:g} of {args.epochs}" if result.verdict == "ok" else
              f"all {args.epochs}: the range test was inconclusive")
     print(f"confirmation: {args.confirm} rates, {epochs} epochs each ({share}): "
