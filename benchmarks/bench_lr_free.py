@@ -87,8 +87,8 @@ def _tuned_rate(task, seed: int) -> dict:
     if lr is None:
         from common import build
 
-        from lrtune.sweep import confirm_lr
-        from lrtune.sweep.confirm import confirm_epochs
+        from lrtune.confirmation import confirm_lr
+        from lrtune.confirmation.confirm import confirm_epochs
 
         splits = splits_of(task.dataset)
         model, _, loss_fn = build(task, seed, lr=1e-3)

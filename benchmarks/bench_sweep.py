@@ -89,7 +89,7 @@ def _plain(model, train, valid, epochs):
 
 def speed_child(variant: str, epochs: int) -> dict:
     """One timed run of one variant, in this (fresh) process."""
-    from lrtune.sweep import sweep
+    from lrtune.confirmation import sweep
 
     torch.set_num_threads(1)
     train, valid = _digits()
@@ -115,9 +115,9 @@ def speed_child(variant: str, epochs: int) -> dict:
 
 def breakdown(steps: int = 200) -> dict:
     """Per-phase CPU time of a vectorised step (batched engine) and of one plain step."""
-    from lrtune.sweep.engines import BatchedMLPEngine, VmapEngine
-    from lrtune.sweep.losses import per_copy_loss
-    from lrtune.sweep.optim import optim_spec
+    from lrtune.confirmation.engines import BatchedMLPEngine, VmapEngine
+    from lrtune.confirmation.losses import per_copy_loss
+    from lrtune.confirmation.optim import optim_spec
 
     torch.set_num_threads(1)
     train, _ = _digits()
@@ -224,8 +224,8 @@ def _grid(common, task, seeds) -> tuple[dict, str]:
 
 
 def run_quality(args) -> dict:
-    from lrtune.sweep import confirm_lr
-    from lrtune.sweep.confirm import confirm_epochs
+    from lrtune.confirmation import confirm_lr
+    from lrtune.confirmation.confirm import confirm_epochs
 
     common = _load_common()
     fraction = args.fraction

@@ -34,8 +34,10 @@ _EXPORTS = {
     "ProgressBar": "lrtune.training.callbacks.progress_bar",
     "load_checkpoint": "lrtune.training.checkpoint_io",
     "load_trained": "lrtune.trained",
-    "sweep": "lrtune.sweep",
-    "SweepResult": "lrtune.sweep.result",
+    "sweep": "lrtune.confirmation.core",
+    "auto_lr": "lrtune.auto",
+    "AutoLRResult": "lrtune.auto",
+    "SweepResult": "lrtune.confirmation.result",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -7,7 +7,7 @@ import argparse
 from lrtune.cli.common import UsageError, positive_float, positive_int, seed_everything
 from lrtune.lr_free import LR_FREE
 
-CONFIRM_FRACTION = 0.5  # as lrtune.sweep.confirm (copied: --help must not import torch)
+CONFIRM_FRACTION = 0.5  # as lrtune.confirmation.confirm (copied: --help must not import torch)
 
 EPILOG = """examples:
   lrtune find                                   # digits, seed 000's MLP, SGD
@@ -148,12 +148,12 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
     """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json),
     add its keys to it and redraw lr_find.png with the confirmed rate.
 
-    Returns the :class:`~lrtune.sweep.SweepResult`."""
+    Returns the :class:`~lrtune.confirmation.SweepResult`."""
     import json
 
+    from lrtune.confirmation import confirm_lr
+    from lrtune.confirmation.confirm import confirm_epochs
     from lrtune.result_io import write_json
-    from lrtune.sweep import confirm_lr
-    from lrtune.sweep.confirm import confirm_epochs
 
     epochs = confirm_epochs(result, args.epochs, args.confirm_fraction)
     kwargs = {"momentum": args.momentum, "weight_decay": args.weight_decay,

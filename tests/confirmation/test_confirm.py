@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from lrtune.cli import main
+from lrtune.confirmation import bracket_from_finder, confirm_lr
 from lrtune.finder import find_lr
-from lrtune.sweep import bracket_from_finder, confirm_lr
 
 
 def test_cli_default_fraction_is_the_librarys():
     from lrtune.cli.find import CONFIRM_FRACTION as cli
-    from lrtune.sweep.confirm import CONFIRM_FRACTION as lib
+    from lrtune.confirmation.confirm import CONFIRM_FRACTION as lib
 
     assert cli == lib
 

@@ -175,7 +175,7 @@ class SweepResult(JsonResult):
     # -- figures ---------------------------------------------------------------------------
     def plot(self):
         """Final valid metric against lr (log axis) and the per-rate curves; the Figure."""
-        from lrtune.sweep.plot import plot_sweep
+        from lrtune.confirmation.plot import plot_sweep
 
         return plot_sweep(self)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from lrtune.sweep.core import sweep
-from lrtune.sweep.result import SweepResult
+from lrtune.confirmation.core import sweep
+from lrtune.confirmation.result import SweepResult
 
 SPAN_DECADES = 1.75  # bracket width below the range test minimum (8 rates: quarter decades)
 INCONCLUSIVE_SPAN_DECADES = 3.0
@@ -88,7 +88,7 @@ def confirm_lr(
     Args:
         model_factory: returns a fresh model (called once, seeded with ``seed``).
         optimizer_name, opt_kwargs: as :func:`lrtune.training.setup.make_optimizer`.
-        loss_fn, train, valid: as :func:`lrtune.sweep.sweep`.
+        loss_fn, train, valid: as :func:`lrtune.confirmation.sweep`.
         finder_result: the range test's :class:`~lrtune.finder.FinderResult`.
 
     Returns:

@@ -10,7 +10,7 @@ from conftest import assert_same_weights, plain_run
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lrtune.sweep import SweepFallbackWarning, sweep
+from lrtune.confirmation import SweepFallbackWarning, sweep
 
 LRS = [1e-3, 2e-2, 0.3]
 

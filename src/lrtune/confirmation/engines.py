@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrtune.confirmation.losses import per_copy_loss
+from lrtune.confirmation.optim import Layout, OptimSpec, StackedOptimizer
 from lrtune.steps import StepRunner, autocast, primary_output, to_device
-from lrtune.sweep.losses import per_copy_loss
-from lrtune.sweep.optim import Layout, OptimSpec, StackedOptimizer
 
 
 class SweepFallbackWarning(UserWarning):

@@ -10,13 +10,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from lrtune.confirmation.engines import Training, make_engine
+from lrtune.confirmation.losses import correct_counts, correct_rows, resolve_metric
+from lrtune.confirmation.optim import layout_of, optim_spec
+from lrtune.confirmation.result import SweepResult, choose, default_tolerance, paired_tolerances
 from lrtune.data.batching import as_batches
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
 from lrtune.steps import Step, check_precision, resolve_step, run_step, target_of, to_device
-from lrtune.sweep.engines import Training, make_engine
-from lrtune.sweep.losses import correct_counts, correct_rows, resolve_metric
-from lrtune.sweep.optim import layout_of, optim_spec
-from lrtune.sweep.result import SweepResult, choose, default_tolerance, paired_tolerances
 
 
 def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, float] | None = None,
@@ -96,9 +96,9 @@ def sweep(
     (diverged) and cannot be chosen.
 
     The choice: the final validation metric of each copy; the lowest rate within noise of the
-    best (see :func:`lrtune.sweep.result.choose`). Noise, unless ``tolerance`` is given: for
+    best (see :func:`lrtune.confirmation.result.choose`). Noise, unless ``tolerance`` is given: for
     accuracy, one standard error of the paired difference with the best copy on the same
-    validation samples (:func:`lrtune.sweep.result.paired_tolerances`); for a loss, 1 % of
+    validation samples (:func:`lrtune.confirmation.result.paired_tolerances`); for a loss, 1 % of
     the best loss.
 
     Args:

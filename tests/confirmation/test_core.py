@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import lrtune
-from lrtune.sweep import SweepResult, candidate_lrs, choose, sweep
+from lrtune.confirmation import SweepResult, candidate_lrs, choose, sweep
 
 
 def net():
@@ -21,6 +21,18 @@ def net():
 def test_public_names():
     assert lrtune.SweepResult is SweepResult
     assert callable(lrtune.sweep)
+
+
+def test_the_package_and_the_function_do_not_share_a_name():
+    import importlib
+    import types
+
+    import lrtune.confirmation.core  # importing the package must not rebind lrtune.sweep
+
+    assert lrtune.sweep is lrtune.confirmation.core.sweep
+    assert not isinstance(lrtune.sweep, types.ModuleType)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("lrtune.sweep")
 
 
 def test_curves_have_one_point_per_epoch_and_a_last_partial_one(data):

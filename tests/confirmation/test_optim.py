@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrtune.sweep.optim import StackedOptimizer, optim_spec
+from lrtune.confirmation.optim import StackedOptimizer, optim_spec
 
 CONFIGS = [
     ("sgd", {}),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lrtune.confirmation.result import SweepResult
 from lrtune.plots import pyplot
-from lrtune.sweep.result import SweepResult
 
 
 def sweep_result() -> SweepResult:

@@ -14,7 +14,7 @@ import torch
 from conftest import assert_same_weights, plain_run
 from torch import nn
 
-from lrtune.sweep import SweepFallbackWarning, sweep
+from lrtune.confirmation import SweepFallbackWarning, sweep
 from lrtune.training.setup import make_optimizer
 
 LRS = [1e-3, 2e-2, 0.3]
