@@ -10,10 +10,13 @@ import torch
 from lrtune.data.batching import as_batches
 
 
-def plain_run(model, make_opt, loss_fn, data, *, lr, steps, batch_size=16, seed=0):
-    """A separate plain torch run: the loop a user would write, seeded as the sweep is."""
+def plain_run(model, make_opt, loss_fn, data, *, lr, steps, batch_size=16, seed=0,
+              scheduler=None):
+    """A separate plain torch run: the loop a user would write, seeded as the sweep is;
+    ``scheduler(opt)`` builds a torch LR scheduler stepped after every optimizer step."""
     model = copy.deepcopy(model)
     opt = make_opt(model.parameters(), lr)
+    sched = scheduler(opt) if scheduler is not None else None
     batches = as_batches(data, batch_size, shuffle=True, seed=seed)
     torch.manual_seed(seed)
     done = 0
@@ -26,6 +29,8 @@ def plain_run(model, make_opt, loss_fn, data, *, lr, steps, batch_size=16, seed=
                 return model, done
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             done += 1
             if done == steps:
                 break

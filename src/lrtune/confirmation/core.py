@@ -86,6 +86,7 @@ def sweep(
     device: torch.device | str | None = None,
     eval_batch_size: int = 1024,
     keep_weights: bool = False,
+    lr_scale: Callable[[int], float | Sequence[float]] | None = None,
 ) -> SweepResult:
     """Train one copy of ``model`` per candidate rate, all at once, and pick a rate by validation.
 
@@ -128,6 +129,11 @@ def sweep(
         device: where training runs; defaults to the model's device.
         eval_batch_size: batch size of the validation passes.
         keep_weights: keep every copy's final state dict in ``result.weights``.
+        lr_scale: a schedule for every copy: ``lr_scale(t)`` multiplies each candidate's rate
+            at optimizer step ``t`` (0-based; the step of the first batch is 0). One number
+            for every copy, or K numbers (one per candidate, in the order of ``result.lrs``).
+            Copy ``k`` then trains as a plain run whose rate is set to
+            ``lrs[k] * lr_scale(t)[k]`` before each ``optimizer.step()``.
 
     Returns:
         A :class:`SweepResult`.
@@ -198,9 +204,10 @@ def sweep(
         stream = _endless(batches)
         first = next(stream)
         eng, fallback = make_engine(engine, net, spec, candidates, first, layout, training)
+        rates_at = None if lr_scale is None else _scheduled(candidates, lr_scale)
         curves = _train(eng, stream, first, valid_batches, dev,
                         k=len(candidates), total=total, per_epoch=per_epoch,
-                        accuracy=metric_name == "accuracy")
+                        accuracy=metric_name == "accuracy", rates_at=rates_at)
         weights = eng.weights() if keep_weights else None
     final = [row[-1] for row in curves["valid_metric"]]
     final = [None if (d is not None or s is None or not math.isfinite(s)) else s
@@ -224,7 +231,7 @@ def sweep(
                     epochs=epochs, steps=total, steps_per_epoch=per_epoch, n_valid=n_valid,
                     device=str(dev), precision=precision,
                     step="custom" if step is not None else "default",
-                    group_ratios=list(layout.ratios))
+                    group_ratios=list(layout.ratios), scheduled=lr_scale is not None)
     return SweepResult(
         lrs=candidates, metric=metric_name, steps=curves["steps"], epochs=curves["epochs"],
         train_loss=curves["train_loss"], train_metric=curves["train_metric"],
@@ -234,6 +241,24 @@ def sweep(
         reason=reason, tolerance=tolerance, engine=eng.name, fallback_reason=fallback,
         seconds=time.perf_counter() - start, settings=settings, weights=weights,
     )
+
+
+def _scheduled(candidates: list[float], lr_scale: Callable) -> Callable[[int], list[float]]:
+    """``step -> every candidate's rate at that step``, checking what ``lr_scale`` returns."""
+    if not callable(lr_scale):
+        raise ValueError(f"lr_scale must be a callable step -> multiplier, got {lr_scale!r}")
+
+    def rates_at(step: int) -> list[float]:
+        scale = lr_scale(step)
+        scales = ([scale] * len(candidates) if isinstance(scale, int | float)
+                  else list(scale))
+        if len(scales) != len(candidates) or not all(
+                isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in scales):
+            raise ValueError(f"lr_scale({step}) must be a finite number >= 0 or "
+                             f"{len(candidates)} of them, got {scale!r}")
+        return [lr * float(v) for lr, v in zip(candidates, scales, strict=True)]
+
+    return rates_at
 
 
 def _probe_step(net: nn.Module, training: Training, batch):
@@ -258,7 +283,7 @@ def _target(batch):
 
 
 def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
-           accuracy: bool) -> dict:
+           accuracy: bool, rates_at=None) -> dict:
     """The loop: one step of every live copy per batch; a point of the curves per epoch."""
     curves: dict = {key: [[] for _ in range(k)] for key in
                     ("train_loss", "train_metric", "valid_loss", "valid_metric")}
@@ -283,6 +308,8 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
         if accuracy and out is not None:
             metric_sum.index_add_(0, alive, correct_counts(out.detach(), y).double())
         seen += n
+        if rates_at is not None:
+            eng.set_lrs(rates_at(step))
         eng.update(losses, ok_list)
         last = step + 1 == total or not eng.alive
         if (step + 1) % per_epoch == 0 or last:

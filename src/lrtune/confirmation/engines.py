@@ -116,6 +116,10 @@ class _Stacked:
             out = self.forward(x, train)
             return per_copy_loss(self.training.loss_fn, out, y), out, y
 
+    def set_lrs(self, rates: list[float]) -> None:
+        """The first group's rate of every copy, by original index (live copies take theirs)."""
+        self.opt.set_lrs([rates[i] for i in self.alive])
+
     def _state(self, pos: int) -> dict[str, torch.Tensor]:
         state = {n: p[pos].detach().clone() for n, p in zip(self.names, self.leaves, strict=True)}
         state.update({n: b[pos].clone() for n, b in self.buffers.items()})
@@ -267,6 +271,7 @@ class SequentialEngine:
                  layout: Layout | None = None, training: Training | None = None) -> None:
         layout = layout or Layout((tuple(n for n, _ in model.named_parameters()),), (1.0,))
         self.training = training or Training()
+        self.ratios = layout.ratios
         self.runners = []
         for lr in lrs:
             copy_ = copy.deepcopy(model)
@@ -295,6 +300,13 @@ class SequentialEngine:
                 len({tuple(o.shape) for o in outputs}) == 1:
             stacked = torch.stack(outputs)
         return torch.stack([r.loss.float() for r in results]), stacked, results[0].target
+
+    def set_lrs(self, rates: list[float]) -> None:
+        """The first group's rate of every copy, by original index; other groups keep ratios."""
+        for i in self.alive:
+            for group, ratio in zip(self.runners[i].optimizer.param_groups, self.ratios,
+                                    strict=True):
+                group["lr"] = rates[i] * ratio
 
     def update(self, losses: torch.Tensor, ok: list[bool]) -> None:
         kept = []

@@ -256,6 +256,13 @@ class StackedOptimizer:
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
             p.addcdiv_(exp_avg * neg_step.view((-1,) + (1,) * (p.dim() - 1)), denom)
 
+    def set_lrs(self, lrs: list[float]) -> None:
+        """Each live copy's rate from now on (a scheduled sweep calls this before each step)."""
+        if len(lrs) != len(self.lrs):
+            raise ValueError(f"expected {len(self.lrs)} rates, got {len(lrs)}")
+        self.lrs = [float(v) for v in lrs]
+        self._scalars.clear()
+
     def keep(self, index: torch.Tensor) -> None:
         """Keep only the copies at ``index`` (positions along the first dimension)."""
         positions = index.tolist()
