@@ -1,0 +1,381 @@
+"""``auto_lr``: a learning rate in one call — the range test, and a confirmation when needed.
+
+The range test runs first. A confirmation (K rates of the range test's bracket trained at
+once by the vectorised :func:`lrtune.sweep`, chosen by validation) follows when
+
+- the range test is **inconclusive** (it has no rate to give), or
+- its rule is **known to be unreliable** for the setting, from what ``benchmarks/RESULTS.md``
+  measured (nothing else triggers it):
+
+  * a schedule other than a constant rate: the range test's rate is a constant-rate answer;
+    used as the peak of one-cycle it hurt both regression tasks and the deep MLP
+    (RESULTS.md §6, "The tuned rate against learning-rate-free optimizers");
+  * a rule other than ``steepest``: ``valley``, ``min_div_10`` and ``half_turn`` missed the
+    1-point / 5 % target on 1–3 of the 4 conclusive tasks (RESULTS.md §1b, "Rules at a glance");
+  * fewer than 300 range-test steps: at 100 steps ``steepest`` missed the target on
+    digits_momentum (2.7 points) and diabetes (1.22× the best loss) (same table).
+
+``confirm=False`` never confirms, ``confirm=True`` always does. One line (printed when
+``verbose``, and kept in ``result.reason``) says which happened and why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrtune.confirmation.confirm import CONFIRM_FRACTION, bracket_from_finder, confirm_epochs
+from lrtune.confirmation.core import candidate_lrs, sweep
+from lrtune.confirmation.result import SweepResult
+from lrtune.data.batching import as_batches
+from lrtune.finder.result import FinderResult
+from lrtune.result_io import FORMAT_VERSION, json_clean, write_json
+
+HOLDOUT = 0.2  # share of ``train`` held out for the confirmation when no ``valid`` is given
+MEASURED_NUM_ITERS = 300  # the range-test length RESULTS.md measured reliable with steepest
+RELIABLE_RULE = "steepest"
+
+
+@dataclass
+class AutoLRResult:
+    """What :func:`auto_lr` decided, and its evidence.
+
+    Attributes:
+        lr: the rate of the first param group (the schedule's peak when a schedule was
+            given), or ``None`` when there is no trustworthy rate (``reason`` says why).
+        lrs: one rate per param group, keeping the optimizer's ratios (frozen ``lr=0``
+            groups stay 0); ``None`` with ``lr``.
+        decided_by: ``"range test"`` or ``"confirmation"``.
+        reason: one line: why the rate was or was not confirmed.
+        finder: the range test's :class:`~lrtune.finder.FinderResult`.
+        sweep: the confirmation's :class:`~lrtune.confirmation.SweepResult` (or ``None``).
+        schedule: the schedule the confirmation trained under (its name, ``"custom"`` or
+            ``None`` for a constant rate).
+        settings: the arguments that shaped the decision.
+    """
+
+    lr: float | None
+    lrs: list[float] | None
+    decided_by: str
+    reason: str
+    finder: FinderResult
+    sweep: SweepResult | None = None
+    schedule: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, optimizer: torch.optim.Optimizer) -> None:
+        """Write :attr:`lrs` into ``optimizer``'s param groups (in order).
+
+        Raises:
+            ValueError: there is no rate, or the optimizer has another number of groups.
+        """
+        if self.lrs is None:
+            raise ValueError(f"auto_lr found no rate to apply: {self.reason}")
+        groups = optimizer.param_groups
+        if len(groups) != len(self.lrs):
+            raise ValueError(f"the optimizer has {len(groups)} param groups; this result has "
+                             f"rates for {len(self.lrs)}")
+        for group, lr in zip(groups, self.lrs, strict=True):
+            group["lr"] = lr
+            if "initial_lr" in group:  # a torch scheduler built on it restarts from the new rate
+                group["initial_lr"] = lr
+
+    def summary(self) -> str:
+        """One line for people: the rate, how it was decided and why."""
+        rate = "no rate" if self.lr is None else f"lr {self.lr:.3g}"
+        if self.schedule and self.lr is not None:
+            rate += f" (peak of {self.schedule})"
+        return f"{rate}, decided by the {self.decided_by}: {self.reason}"
+
+    def plot(self):
+        """The range test's figure, with the confirmed rate marked when there is one."""
+        confirmed = self.lr if self.decided_by == "confirmation" else None
+        return self.finder.plot(confirmed_lr=confirmed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_clean({
+            "format_version": FORMAT_VERSION, "lr": self.lr, "lrs": self.lrs,
+            "decided_by": self.decided_by, "reason": self.reason, "schedule": self.schedule,
+            "settings": self.settings, "finder": self.finder.to_dict(),
+            "sweep": None if self.sweep is None else self.sweep.to_dict(),
+        })
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text (the range test and the sweep inside); written to ``path``
+        when given."""
+        import json
+
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            write_json(self.to_dict(), path)
+        return text
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write ``auto_lr.json``, the range test's ``lr_find.png/json`` and, after a
+        confirmation, ``sweep.png/json`` into ``out_dir``; return the paths."""
+        from lrtune.plots import save_figure
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = list(self.finder.save(out))
+        save_figure(self.plot(), paths[0])  # redrawn with the confirmed rate
+        if self.sweep is not None:
+            paths += self.sweep.save(out)
+        paths.append(write_json(self.to_dict(), out / "auto_lr.json"))
+        return paths
+
+
+def auto_lr(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable | None = None,
+    train=None,
+    valid=None,
+    *,
+    epochs: int,
+    step: Callable | None = None,
+    schedule: str | Callable | None = None,
+    confirm: bool | str = "auto",
+    k: int = 8,
+    confirm_fraction: float = CONFIRM_FRACTION,
+    holdout: float = HOLDOUT,
+    batch_size: int = 32,
+    seed: int = 0,
+    precision: str = "32",
+    clip_grad_norm: float | None = None,
+    clip_grad_value: float | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_iters: int = 300,
+    rule: str | None = None,
+    engine: str = "auto",
+    device: torch.device | str | None = None,
+    verbose: bool = True,
+    **finder_options: Any,
+) -> AutoLRResult:
+    """The learning rate to train ``model`` with, with its evidence: the range test first,
+    then a confirmation when the range test is inconclusive or known to be unreliable here
+    (the rules are in this module's docstring).
+
+    The confirmation trains K rates of :func:`~lrtune.confirmation.bracket_from_finder`'s
+    bracket at once on ``confirm_fraction`` of the planned epochs (all of them after an
+    inconclusive range test; :func:`~lrtune.confirmation.confirm.confirm_epochs`), each under
+    ``schedule``, and picks one by validation (:func:`lrtune.sweep`). The model and the
+    optimizer are left as they were (the range test restores them; the sweep trains copies).
+
+    Args:
+        model, optimizer: the model and a torch optimizer built on it. Every param group
+            keeps its ratio to the first group's rate; groups at ``lr=0`` stay frozen.
+        loss_fn: ``loss_fn(output, target)``; ``None`` with ``step``.
+        train: training data: ``(X, y)`` tensors, a DataLoader or a re-iterable of batches.
+        valid: validation data for the confirmation. Without it ``holdout`` (default 0.2) of
+            ``(X, y)`` tensors is held out by a split seeded with ``seed``, and both the range
+            test and the confirmation train on the rest; other data need ``valid``.
+        epochs: the planned training length (the confirmation's budget and the schedule's
+            length are read from it).
+        step: a custom ``step(model, batch)`` (see :mod:`lrtune.steps`).
+        schedule: the schedule training will use: ``None``/``"constant"``, a preset name
+            (``"one_cycle"``, ``"warmup_cosine"``, ... : lrtune's
+            :func:`~lrtune.schedules.presets.named_schedule` with the rate as its ``lr``,
+            scaled to the run's steps), or a
+            callable ``peak_lr -> (step -> lr)`` over the planned run's steps. The
+            confirmation trains every candidate under it (time-compressed to its shorter
+            budget) and the rate returned is the peak. Only the rate is scheduled (one-cycle's
+            momentum cycle is not reproduced).
+        confirm: ``"auto"`` (default, see above), ``True`` (always) or ``False`` (never).
+        k: rates the confirmation trains. confirm_fraction: its share of ``epochs``.
+        batch_size, seed, precision, clip_grad_norm, clip_grad_value, device: as in
+            :func:`lrtune.find_lr` and :func:`lrtune.sweep`.
+        start_lr, end_lr, num_iters, rule, **finder_options: the range test's options
+            (:func:`lrtune.find_lr`; ``rule=None`` is its default, ``steepest``).
+        engine: the sweep's engine.
+        verbose: print the one line saying whether and why the rate was confirmed.
+
+    Returns:
+        An :class:`AutoLRResult`.
+
+    Raises:
+        ValueError: bad arguments, or no ``valid`` for data that cannot be split.
+    """
+    from lrtune.finder import find_lr
+    from lrtune.finder.suggest import DEFAULT_RULE
+
+    if confirm not in (True, False, "auto"):
+        raise ValueError(f"confirm must be True, False or 'auto', got {confirm!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not 0 < confirm_fraction <= 1:
+        raise ValueError(f"confirm_fraction must be in (0, 1], got {confirm_fraction!r}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch optimizer built on the model, got "
+                         f"{type(optimizer).__name__}")
+    ratios = _group_ratios(optimizer)
+    shape = _schedule_shape(schedule)
+    if train is None:
+        raise ValueError("auto_lr needs train data")
+    if valid is None and confirm is not False:
+        train, valid = holdout_split(train, holdout, seed)
+    rule = rule or DEFAULT_RULE
+
+    finder = find_lr(model, optimizer, loss_fn, train, step=step, precision=precision,
+                     clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+                     start_lr=start_lr, end_lr=end_lr, num_iters=num_iters,
+                     batch_size=batch_size, rule=rule, seed=seed, device=device,
+                     **finder_options)
+    settings = dict(epochs=epochs, confirm=confirm, k=k, confirm_fraction=confirm_fraction,
+                    holdout=holdout if valid is not None else None, batch_size=batch_size,
+                    seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios)
+    schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
+                                                else "custom")
+    why = _why_confirm(finder, confirm, schedule_name, rule, num_iters)
+    if why is None:  # the range test's rate stands
+        lr = finder.suggested_lr
+        if lr is None:
+            reason = f"range test inconclusive ({finder.reason}) and confirm=False: no rate"
+        elif confirm is False:
+            reason = f"range test only (confirm=False): {finder.summary()}"
+        else:
+            reason = (f"range test conclusive with {rule} over {num_iters} steps at a constant "
+                      f"rate, a setting measured reliable: no confirmation needed")
+        result = AutoLRResult(lr, _per_group(lr, ratios), "range test", reason, finder,
+                              schedule=schedule_name, settings=settings)
+        _say(verbose, result.reason)
+        return result
+
+    budget = confirm_epochs(finder, epochs, confirm_fraction)
+    candidates = candidate_lrs(bracket=bracket_from_finder(finder), k=k)
+    lr_scale = None
+    if shape is not None:
+        batches = as_batches(train, batch_size, shuffle=False)
+        if not hasattr(batches, "__len__"):
+            raise ValueError("a scheduled confirmation needs train data with a length")
+        lr_scale = _compressed(shape, candidates, planned=epochs * len(batches),
+                               budget=budget * len(batches))
+    _say(verbose, f"{why}: confirming {len(candidates)} rates "
+                  f"{candidates[0]:.3g}..{candidates[-1]:.3g} over {budget} of {epochs} epochs"
+                  + (f" under {schedule_name}" if schedule_name else ""))
+    swept = sweep(model, optimizer, loss_fn, train, valid, step=step, precision=precision,
+                  clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+                  lrs=candidates, epochs=budget, batch_size=batch_size, seed=seed,
+                  engine=engine, device=device, lr_scale=lr_scale)
+    swept.settings.update(bracket=[candidates[0], candidates[-1]],
+                          range_test_suggestion=finder.suggested_lr,
+                          range_test_verdict=finder.verdict, schedule=schedule_name)
+    lr = swept.chosen_lr
+    reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"
+    if lr is not None and lr == candidates[-1] and len(candidates) > 1:
+        reason += " (the top of the bracket: no higher rate was tried)"
+    return AutoLRResult(lr, _per_group(lr, ratios), "confirmation", reason, finder, swept,
+                        schedule=schedule_name, settings={**settings, "confirm_epochs": budget})
+
+
+def _say(verbose: bool, line: str) -> None:
+    if verbose:
+        print(f"auto_lr: {line}")
+
+
+def _why_confirm(finder: FinderResult, confirm, schedule_name: str | None, rule: str,
+                 num_iters: int) -> str | None:
+    """Why a confirmation runs (its one line), or ``None`` when the range test's rate stands."""
+    if confirm is False:
+        return None
+    if confirm is True:
+        return "confirmation requested (confirm=True)"
+    if finder.verdict != "ok":
+        return f"the range test was inconclusive ({finder.reason})"
+    if schedule_name is not None:
+        return (f"the range test gives a constant rate, not the peak of {schedule_name} "
+                "(measured: one-cycle at its rate lost on 3 of 6 tasks)")
+    if rule != RELIABLE_RULE:
+        return f"rule {rule!r} missed the target on measured tasks (only steepest met it)"
+    if num_iters < MEASURED_NUM_ITERS:
+        return (f"a {num_iters}-step range test is shorter than the {MEASURED_NUM_ITERS} "
+                "measured reliable")
+    return None
+
+
+def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    if not (math.isfinite(lrs[0]) and lrs[0] > 0):
+        raise ValueError(f"the first param group's lr must be > 0 (it carries the rate; the "
+                         f"other groups keep their ratio to it), got {lrs[0]}")
+    return [lr / lrs[0] for lr in lrs]
+
+
+def _per_group(lr: float | None, ratios: list[float]) -> list[float] | None:
+    return None if lr is None else [lr * r for r in ratios]
+
+
+def holdout_split(train, fraction: float, seed: int):
+    """``(train, valid)``: ``fraction`` of ``(X, y)`` tensors held out, rows drawn by a
+    permutation seeded with ``seed``.
+
+    Raises:
+        ValueError: a fraction outside (0, 1), too few rows, or data that are not tensors.
+
+    Examples:
+        >>> import torch
+        >>> (Xt, yt), (Xv, yv) = holdout_split((torch.arange(10.), torch.arange(10)), 0.2, 0)
+        >>> len(Xt), len(Xv), sorted(yt.tolist() + yv.tolist()) == list(range(10))
+        (8, 2, True)
+    """
+    if not (isinstance(fraction, int | float) and 0 < fraction < 1):
+        raise ValueError(f"holdout must be a fraction in (0, 1), got {fraction!r}")
+    if not (isinstance(train, tuple | list) and len(train) == 2
+            and all(isinstance(t, torch.Tensor) for t in train)):
+        raise ValueError("auto_lr needs valid data for the confirmation: train is not a pair "
+                         "of (X, y) tensors it could split; pass valid=... (or confirm=False)")
+    X, y = train
+    n = len(X)
+    n_valid = round(fraction * n)
+    if len(y) != n or n_valid < 1 or n - n_valid < 1:
+        raise ValueError(f"cannot hold out {fraction} of {n} samples (X and y must have the "
+                         f"same length, {len(y)} here); pass valid=...")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(X.device)
+    keep, held = order[n_valid:], order[:n_valid]
+    return (X[keep], y[keep]), (X[held], y[held])
+
+
+def _schedule_shape(schedule) -> Callable[[float, int], Callable] | None:
+    """``(peak, total_steps) -> (step -> lr)`` for the schedule, or None for a constant rate."""
+    if schedule is None or schedule == "constant":
+        return None
+    if isinstance(schedule, str):
+        from lrtune.schedules.presets import NAMES, named_schedule
+
+        if schedule not in NAMES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose from "
+                             f"{', '.join(NAMES)} or pass a callable peak_lr -> schedule")
+        return lambda peak, total: named_schedule(schedule, lr=peak, total_steps=total)["lr"]
+    if not callable(schedule):
+        raise ValueError(f"schedule must be a preset name or a callable peak_lr -> schedule, "
+                         f"got {schedule!r}")
+
+    def custom(peak: float, total: int) -> Callable:
+        made = schedule(peak)
+        made = made["lr"] if isinstance(made, Mapping) else made
+        if not callable(made):
+            raise ValueError(f"schedule({peak:.3g}) must return step -> lr, got {made!r}")
+        return made
+
+    custom.custom = True  # type: ignore[attr-defined]
+    return custom
+
+
+def _compressed(shape, candidates: list[float], *, planned: int, budget: int):
+    """``lr_scale`` for the sweep: candidate ``c`` at confirmation step ``t`` trains at the
+    rate its schedule gives at the same point of the run. A preset is built for the
+    confirmation's own length; a custom schedule (made for the planned run) is read at
+    ``t * planned / budget``."""
+    if getattr(shape, "custom", False):
+        made = [shape(c, planned) for c in candidates]
+        ratio = planned / budget
+        return lambda t: [s(t * ratio) / c for s, c in zip(made, candidates, strict=True)]
+    made = [shape(c, budget) for c in candidates]
+    return lambda t: [s(t) / c for s, c in zip(made, candidates, strict=True)]

@@ -1,0 +1,179 @@
+"""auto_lr: range test, automatic confirmation (and why), schedules, groups, holdout, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lrtune
+from lrtune.auto import AutoLRResult, _compressed, _schedule_shape, holdout_split
+from lrtune.schedules.presets import named_schedule
+
+
+@pytest.fixture(scope="module")
+def data():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(240, 8, generator=gen)
+    y = (X[:, 0] + X[:, 1] > 0).long() + (X[:, 2] > 0.5).long()
+    return X, y
+
+
+def make(groups=False):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    if groups:
+        return m, torch.optim.SGD([{"params": m[0].parameters(), "lr": 0.1},
+                                   {"params": m[2].parameters(), "lr": 0.01}], lr=0.1)
+    return m, torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+
+
+def states(m, o):
+    return ({k: v.clone() for k, v in m.state_dict().items()},
+            json.dumps(o.state_dict()["param_groups"]))
+
+
+def test_export():
+    assert lrtune.auto_lr.__module__ == "lrtune.auto" and lrtune.AutoLRResult is AutoLRResult
+
+
+def test_a_conclusive_range_test_stands_alone_and_leaves_model_and_optimizer(data, capsys):
+    m, o = make()
+    before = states(m, o)
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16)
+    assert res.finder.verdict == "ok" and res.sweep is None
+    assert res.decided_by == "range test" and res.lr == res.finder.suggested_lr
+    assert res.lrs == [res.lr]
+    assert "no confirmation needed" in res.reason
+    assert capsys.readouterr().out.strip() == f"auto_lr: {res.reason}"
+    after = states(m, o)
+    assert after[1] == before[1]
+    for k, v in before[0].items():
+        assert torch.equal(after[0][k], v), k
+
+
+def test_an_inconclusive_range_test_is_confirmed_automatically(data, capsys):
+    m, o = make()
+    before = states(m, o)
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16,
+                         end_lr=1e-5, k=3)
+    out = capsys.readouterr().out
+    assert res.finder.verdict == "inconclusive"
+    assert res.decided_by == "confirmation" and res.sweep is not None
+    assert res.lr == res.sweep.chosen_lr and res.lr in res.sweep.lrs
+    assert res.reason.startswith("the range test was inconclusive (flat")
+    assert "auto_lr: the range test was inconclusive" in out and "confirming 3 rates" in out
+    # the whole plan after an inconclusive test; the bracket is 3 decades below the last rate
+    assert res.sweep.settings["epochs"] == 2 and res.settings["confirm_epochs"] == 2
+    assert res.sweep.lrs[-1] == pytest.approx(res.finder.stop_lr, rel=1e-5)
+    # held out 20 % of 240 rows for the confirmation
+    assert res.sweep.settings["n_valid"] == 48 and res.settings["holdout"] == 0.2
+    for k, v in before[0].items():
+        assert torch.equal(m.state_dict()[k], v), k
+
+
+def test_confirm_false_gives_no_rate_after_an_inconclusive_test(data):
+    m, o = make()
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, end_lr=1e-5,
+                         confirm=False, verbose=False)
+    assert res.lr is None and res.lrs is None and res.sweep is None
+    assert "confirm=False: no rate" in res.reason
+    with pytest.raises(ValueError, match="no rate to apply"):
+        res.apply(o)
+
+
+def test_a_schedule_triggers_a_confirmation_under_it(data):
+    m, o = make()
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=4, batch_size=16,
+                         schedule="one_cycle", k=3, num_iters=100, verbose=False)
+    assert res.finder.verdict == "ok" and res.decided_by == "confirmation"
+    assert "not the peak of one_cycle" in res.reason and res.schedule == "one_cycle"
+    assert res.sweep.settings["scheduled"] is True and res.sweep.settings["schedule"] == "one_cycle"
+    assert res.sweep.settings["epochs"] == 2  # half the plan after a conclusive range test
+    assert "peak of one_cycle" in res.summary()
+
+
+@pytest.mark.parametrize(("kwargs", "why"), [
+    ({"rule": "valley", "num_iters": 100}, "rule 'valley'"),
+    ({"num_iters": 100}, "100-step range test"),
+    ({"confirm": True, "num_iters": 100}, "confirm=True")])
+def test_known_unreliable_settings_and_forcing_confirm(data, kwargs, why):
+    m, o = make()
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16, k=2,
+                         verbose=False, **kwargs)
+    assert res.decided_by == "confirmation" and why in res.reason
+
+
+def test_presets_are_scaled_to_the_confirmation_and_callables_are_time_compressed():
+    cands = [0.1, 0.4]
+    scale = _compressed(_schedule_shape("one_cycle"), cands, planned=100, budget=50)
+    ref = named_schedule("one_cycle", lr=0.4, total_steps=50)["lr"]
+    assert scale(0)[1] * 0.4 == pytest.approx(ref(0))
+    assert scale(14)[1] * 0.4 == pytest.approx(0.4)  # the peak at 30 % of the confirmation
+    assert scale(14)[0] == pytest.approx(scale(14)[1])
+    custom = _schedule_shape(lambda peak: (lambda t: peak * (1 - t / 100)))
+    scale = _compressed(custom, cands, planned=100, budget=50)
+    assert scale(25) == pytest.approx([0.5, 0.5])  # step 25 of 50 reads step 50 of 100
+
+
+def test_param_group_ratios_are_kept_and_applied(data):
+    m, o = make(groups=True)
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16,
+                         confirm=False, verbose=False)
+    assert res.lrs == pytest.approx([res.lr, res.lr / 10])
+    res.apply(o)
+    assert [g["lr"] for g in o.param_groups] == pytest.approx(res.lrs)
+
+
+def test_apply_keeps_frozen_groups_at_zero(data):
+    m, _ = make()
+    o = torch.optim.SGD([{"params": m[0].parameters(), "lr": 0.1},
+                         {"params": m[2].parameters(), "lr": 0.0}])
+    res = AutoLRResult(0.3, [0.3, 0.0], "range test", "r", finder=None)
+    res.apply(o)
+    assert [g["lr"] for g in o.param_groups] == [0.3, 0.0]
+    with pytest.raises(ValueError, match="2 param groups"):
+        AutoLRResult(0.3, [0.3], "range test", "r", finder=None).apply(o)
+
+
+def test_holdout_split_is_seeded_and_other_data_need_valid(data):
+    (a, _), (b, _) = holdout_split(data, 0.25, seed=3)
+    (c, _), _ = holdout_split(data, 0.25, seed=3)
+    assert len(a) == 180 and len(b) == 60 and torch.equal(a, c)
+    loader = DataLoader(TensorDataset(*data), batch_size=16)
+    m, o = make()
+    with pytest.raises(ValueError, match="needs valid data"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), loader, epochs=1)
+    with pytest.raises(ValueError, match="holdout must be"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=1, holdout=1.5)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"confirm": "yes"}, "confirm must be"), ({"epochs": 0}, "epochs must be"),
+    ({"schedule": "wiggly"}, "unknown schedule"), ({"confirm_fraction": 2}, "confirm_fraction")])
+def test_bad_arguments_are_named(data, kwargs, message):
+    m, o = make()
+    kwargs = {"epochs": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, **kwargs)
+
+
+def test_save_json_and_plot(data, tmp_path):
+    m, o = make()
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16, k=2,
+                         confirm=True, num_iters=100, verbose=False)
+    paths = res.save(tmp_path)
+    assert sorted(p.name for p in paths) == ["auto_lr.json", "lr_find.json", "lr_find.png",
+                                             "sweep.json", "sweep.png"]
+    saved = json.loads((tmp_path / "auto_lr.json").read_text())
+    assert saved["lr"] == res.lr and saved["decided_by"] == "confirmation"
+    assert saved["sweep"]["chosen_lr"] == res.lr and saved["finder"]["verdict"] == "ok"
+    assert json.loads(res.to_json())["reason"] == res.reason
+    fig = res.plot()
+    assert fig.axes
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
