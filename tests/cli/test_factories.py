@@ -1,0 +1,111 @@
+"""--model / --data pkg.module:factory: loading, calling, and one clear line for each mistake."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from lrtune.cli.common import UsageError
+from lrtune.cli.factories import is_factory, model_from_factory, splits_from_factory
+
+FACTORIES = '''
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def net(in_features, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, 16), nn.ReLU(),
+                         nn.Linear(16, num_classes))
+
+
+def fixed():
+    return nn.Linear(8, 3)
+
+
+def not_a_model():
+    return "hello"
+
+
+def broken():
+    raise RuntimeError("no weights here")
+
+
+def _xy(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 8, generator=g)
+    return X, (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
+
+
+def pairs(seed=0):
+    return _xy(160, seed), _xy(48, seed + 1), _xy(48, seed + 2)
+
+
+def loaders():
+    return tuple(DataLoader(TensorDataset(*p), batch_size=10) for p in pairs())
+
+
+def regression():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(90, 4, generator=g)
+    y = X.sum(1, keepdim=True)
+    return (X[:60], y[:60]), (X[60:75], y[60:75]), (X[75:], y[75:])
+
+
+def wrong_shape():
+    return [1, 2]
+'''
+
+
+@pytest.fixture
+def factories(tmp_path, monkeypatch):
+    (tmp_path / "my_factories.py").write_text(textwrap.dedent(FACTORIES))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_factories"
+    sys.modules.pop("my_factories", None)
+
+
+def test_is_factory():
+    assert is_factory("pkg.mod:make") and not is_factory("mlp") and not is_factory(None)
+
+
+def test_data_factories_give_splits(factories):
+    splits = splits_from_factory(f"{factories}:pairs", seed=0)
+    assert splits.task == "classification" and splits.n_outputs == 3
+    assert splits.in_features == 8 and len(splits.train[0]) == 160
+    other = splits_from_factory(f"{factories}:pairs", seed=5)  # the seed reaches the factory
+    assert not torch.equal(other.train[0], splits.train[0])
+    loaded = splits_from_factory(f"{factories}:loaders", seed=0)
+    assert torch.equal(loaded.valid[0], splits.valid[0])
+    reg = splits_from_factory(f"{factories}:regression", seed=0)
+    assert reg.task == "regression" and reg.n_outputs == 1
+
+
+def test_model_factories_get_the_shapes_they_ask_for(factories):
+    splits = splits_from_factory(f"{factories}:pairs", seed=0)
+    net = model_from_factory(f"{factories}:net", splits)
+    assert net(splits.train[0][:2]).shape == (2, 3)
+    assert isinstance(model_from_factory(f"{factories}:fixed", splits), torch.nn.Linear)
+
+
+@pytest.mark.parametrize(("option", "spec", "message"), [
+    ("--model", "no_such_module_xyz:f", "--model 'no_such_module_xyz:f': cannot import"),
+    ("--model", "{m}:missing", "has no attribute 'missing'"),
+    ("--model", "{m}:not_a_model", "returned str, not an nn.Module"),
+    ("--model", "{m}:broken", "failed: RuntimeError: no weights here"),
+    ("--data", "{m}:wrong_shape", "--data '{m}:wrong_shape' returned list"),
+    ("--data", "{m}:fixed", "expected a Splits or a (train, valid, test) tuple"),
+    ("--data", "{m}:", "expected pkg.module:factory"),
+])
+def test_mistakes_are_one_line_naming_the_option(factories, option, spec, message):
+    spec, message = spec.format(m=factories), message.format(m=factories)
+    splits = splits_from_factory(f"{factories}:pairs", seed=0)
+    call = (lambda: model_from_factory(spec, splits)) if option == "--model" else \
+        (lambda: splits_from_factory(spec, seed=0))
+    with pytest.raises(UsageError) as info:
+        call()
+    text = str(info.value)
+    assert message in text and "\n" not in text and text.startswith(option)
