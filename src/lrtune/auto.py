@@ -219,7 +219,8 @@ def auto_lr(
     shape = _schedule_shape(schedule)
     if train is None:
         raise ValueError("auto_lr needs train data")
-    if valid is None and confirm is not False:
+    held_out = valid is None and confirm is not False
+    if held_out:
         train, valid = holdout_split(train, holdout, seed)
     rule = rule or DEFAULT_RULE
 
@@ -229,7 +230,7 @@ def auto_lr(
                      batch_size=batch_size, rule=rule, seed=seed, device=device,
                      **finder_options)
     settings = dict(epochs=epochs, confirm=confirm, k=k, confirm_fraction=confirm_fraction,
-                    holdout=holdout if valid is not None else None, batch_size=batch_size,
+                    holdout=holdout if held_out else None, batch_size=batch_size,
                     seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios)
     schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
                                                 else "custom")
@@ -249,7 +250,52 @@ def auto_lr(
         return result
 
     budget = confirm_epochs(finder, epochs, confirm_fraction)
-    candidates = candidate_lrs(bracket=bracket_from_finder(finder), k=k)
+    lo, hi = bracket_from_finder(finder)
+    _say(verbose, f"{why}: confirming {k} rates {lo:.3g}..{hi:.3g} over {budget} of "
+                  f"{epochs} epochs" + (f" under {schedule_name}" if schedule_name else ""))
+    swept = confirm_range_test(model, optimizer, loss_fn, train, valid, finder, epochs=epochs,
+                               schedule=schedule, k=k, confirm_fraction=confirm_fraction,
+                               step=step, precision=precision, clip_grad_norm=clip_grad_norm,
+                               clip_grad_value=clip_grad_value, batch_size=batch_size,
+                               seed=seed, engine=engine, device=device)
+    candidates = swept.lrs
+    lr = swept.chosen_lr
+    reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"
+    if lr is not None and lr == candidates[-1] and len(candidates) > 1:
+        reason += " (the top of the bracket: no higher rate was tried)"
+    return AutoLRResult(lr, _per_group(lr, ratios), "confirmation", reason, finder, swept,
+                        schedule=schedule_name, settings={**settings, "confirm_epochs": budget})
+
+
+def confirm_range_test(
+    model: nn.Module | Callable[[], nn.Module],
+    optimizer,
+    loss_fn: Callable | None,
+    train,
+    valid,
+    finder: FinderResult,
+    *,
+    epochs: int,
+    schedule: str | Callable | None = None,
+    k: int = 8,
+    confirm_fraction: float = CONFIRM_FRACTION,
+    batch_size: int = 32,
+    seed: int = 0,
+    **sweep_options: Any,
+) -> SweepResult:
+    """The confirmation of a range test: ``k`` rates of its bracket trained at once (each
+    under ``schedule``, time-compressed to the budget) for ``confirm_fraction`` of ``epochs``
+    (all of them after an inconclusive range test), chosen by validation.
+
+    :func:`auto_lr` and ``lrtune find --confirm`` run it. ``sweep_options`` go to
+    :func:`lrtune.sweep` (``step``, ``precision``, ``engine``, ``device`` ...). The result's
+    ``settings`` record the bracket, the range test's verdict and suggestion, the schedule
+    and the planned epochs.
+    """
+    shape = _schedule_shape(schedule)
+    budget = confirm_epochs(finder, epochs, confirm_fraction)
+    lo, hi = bracket_from_finder(finder)
+    candidates = candidate_lrs(bracket=(lo, hi), k=k)
     lr_scale = None
     if shape is not None:
         batches = as_batches(train, batch_size, shuffle=False)
@@ -257,22 +303,14 @@ def auto_lr(
             raise ValueError("a scheduled confirmation needs train data with a length")
         lr_scale = _compressed(shape, candidates, planned=epochs * len(batches),
                                budget=budget * len(batches))
-    _say(verbose, f"{why}: confirming {len(candidates)} rates "
-                  f"{candidates[0]:.3g}..{candidates[-1]:.3g} over {budget} of {epochs} epochs"
-                  + (f" under {schedule_name}" if schedule_name else ""))
-    swept = sweep(model, optimizer, loss_fn, train, valid, step=step, precision=precision,
-                  clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
-                  lrs=candidates, epochs=budget, batch_size=batch_size, seed=seed,
-                  engine=engine, device=device, lr_scale=lr_scale)
-    swept.settings.update(bracket=[candidates[0], candidates[-1]],
-                          range_test_suggestion=finder.suggested_lr,
-                          range_test_verdict=finder.verdict, schedule=schedule_name)
-    lr = swept.chosen_lr
-    reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"
-    if lr is not None and lr == candidates[-1] and len(candidates) > 1:
-        reason += " (the top of the bracket: no higher rate was tried)"
-    return AutoLRResult(lr, _per_group(lr, ratios), "confirmation", reason, finder, swept,
-                        schedule=schedule_name, settings={**settings, "confirm_epochs": budget})
+    swept = sweep(model, optimizer, loss_fn, train, valid, lrs=candidates, epochs=budget,
+                  batch_size=batch_size, seed=seed, lr_scale=lr_scale, **sweep_options)
+    schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
+                                                else "custom")
+    swept.settings.update(bracket=[lo, hi], range_test_suggestion=finder.suggested_lr,
+                          range_test_verdict=finder.verdict, schedule=schedule_name,
+                          planned_epochs=epochs, confirm_fraction=confirm_fraction)
+    return swept
 
 
 def _say(verbose: bool, line: str) -> None:
