@@ -59,7 +59,7 @@ def test_an_inconclusive_range_test_is_confirmed_automatically(data, capsys):
     m, o = make()
     before = states(m, o)
     res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16,
-                         end_lr=1e-5, k=3)
+                         end_lr=1e-5, num_iters=100, k=3)
     out = capsys.readouterr().out
     assert res.finder.verdict == "inconclusive"
     assert res.decided_by == "confirmation" and res.sweep is not None
@@ -77,7 +77,7 @@ def test_an_inconclusive_range_test_is_confirmed_automatically(data, capsys):
 
 def test_confirm_false_gives_no_rate_after_an_inconclusive_test(data):
     m, o = make()
-    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, end_lr=1e-5,
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, end_lr=1e-5, num_iters=100,
                          confirm=False, verbose=False)
     assert res.lr is None and res.lrs is None and res.sweep is None
     assert "confirm=False: no rate" in res.reason
