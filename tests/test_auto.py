@@ -171,6 +171,9 @@ def test_save_json_and_plot(data, tmp_path):
     saved = json.loads((tmp_path / "auto_lr.json").read_text())
     assert saved["lr"] == res.lr and saved["decided_by"] == "confirmation"
     assert saved["sweep"]["chosen_lr"] == res.lr and saved["finder"]["verdict"] == "ok"
+    found = json.loads((tmp_path / "lr_find.json").read_text())  # as `lrtune find --confirm`
+    assert found["confirmed_lr"] == res.lr and found["confirm"]["candidates"] == res.sweep.lrs
+    assert found["confirm"]["epochs"] == 1 and found["confirm"]["planned_epochs"] == 2
     assert json.loads(res.to_json())["reason"] == res.reason
     fig = res.plot()
     assert fig.axes

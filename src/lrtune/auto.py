@@ -118,17 +118,37 @@ class AutoLRResult:
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write ``auto_lr.json``, the range test's ``lr_find.png/json`` and, after a
-        confirmation, ``sweep.png/json`` into ``out_dir``; return the paths."""
+        confirmation, ``sweep.png/json`` into ``out_dir``; return the paths.
+
+        After a confirmation ``lr_find.json`` also holds ``confirmed_lr`` and a ``confirm``
+        summary, and ``lr_find.png`` marks the confirmed rate (as ``lrtune find --confirm``).
+        """
+        import json
+
         from lrtune.plots import save_figure
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = list(self.finder.save(out))
-        save_figure(self.plot(), paths[0])  # redrawn with the confirmed rate
+        png, js = self.finder.save(out)
+        paths = [png, js]
         if self.sweep is not None:
             paths += self.sweep.save(out)
+            data = json.loads(js.read_text())
+            data.update(confirmed_lr=self.lr, confirm=self._confirm_summary())
+            write_json(json_clean(data), js)  # atomic: a failure keeps the range test's own
+            if self.lr is not None:
+                save_figure(self.plot(), png)
         paths.append(write_json(self.to_dict(), out / "auto_lr.json"))
         return paths
+
+    def _confirm_summary(self) -> dict[str, Any]:
+        swept, s = self.sweep, self.sweep.settings
+        return {"candidates": swept.lrs, "metric": swept.metric,
+                "valid_metric": swept.final_metric, "diverged_step": swept.diverged_step,
+                "epochs": s.get("epochs"), "planned_epochs": s.get("planned_epochs"),
+                "fraction": s.get("confirm_fraction"), "bracket": s.get("bracket"),
+                "range_test_suggestion": self.finder.suggested_lr, "schedule": self.schedule,
+                "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine}
 
 
 def auto_lr(
