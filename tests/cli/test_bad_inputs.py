@@ -108,7 +108,8 @@ CLI_CASES = [
      "argument --steps: must be between 1 and 1,000,000, got 1e9"),
     (["schedule", "linear", "--steps", "0"], "argument --steps"),
     # optimizer values, named by their flag (SGD and Adam alike)
-    (["train", "--momentum", "1.5", "--out", NEW], "argument --momentum: must be a number in [0, 1)"),
+    (["train", "--momentum", "1.5", "--out", NEW],
+     "argument --momentum: must be a number in [0, 1)"),
     (["train", "--momentum", "nan", "--out", NEW], "argument --momentum: must be a number in"),
     (["train", "--momentum", "-0.1", "--out", NEW], "argument --momentum"),
     (["train", "--optimizer", "adam", "--momentum", "1.5", "--out", NEW], "argument --momentum:"),

@@ -158,3 +158,9 @@ def test_a_refused_fresh_folder_is_removed_again(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--resume", *TINY]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_run_in_an_existing_empty_folder_leaves_it_empty(tmp_path, capsys):
+    assert main(["demo", "--dataset", "synthetic-faces", "--out", str(tmp_path)]) == 2
+    assert "regression dataset" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

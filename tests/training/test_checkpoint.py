@@ -75,7 +75,7 @@ def test_load_refuses_pickled_code_and_foreign_files(tmp_path):
         load_checkpoint(other)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(pickle.dumps([1]) + b"garbage")
-    with pytest.raises(ValueError, match="junk.pt is not an lrtune checkpoint"):
+    with pytest.raises(ValueError, match=r"junk\.pt is not an lrtune checkpoint"):
         load_checkpoint(junk)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")

@@ -106,7 +106,8 @@ def _run_guarded(path: Path, out: str, body: Callable[[], int], resume: bool, ov
         aside.mkdir()
         for name in entries:
             os.replace(path / name, aside / name)
-    if not (path / MARKER).exists():
+    marked = not (path / MARKER).exists()
+    if marked:
         (path / MARKER).write_text("an lrtune run folder (lrtune --overwrite may replace it)\n")
     succeeded = False
     try:
@@ -114,6 +115,8 @@ def _run_guarded(path: Path, out: str, body: Callable[[], int], resume: bool, ov
         succeeded = status == 0
         return status
     finally:
+        if marked and not succeeded and folder_entries(path) == [MARKER]:
+            (path / MARKER).unlink()  # the run stopped before writing anything: leave no trace
         if aside is not None:
             _finish_replacement(path, aside, succeeded)
 
@@ -150,9 +153,6 @@ def _missing_folders(path: Path) -> list[Path]:
 def _remove_empty(folders: list[Path]) -> None:
     """Remove the folders this run created if it left them empty (a refused run leaves none)."""
     for folder in folders:
-        for name in (MARKER,):
-            if folder_entries(folder) == [name]:
-                (folder / name).unlink()
         try:
             folder.rmdir()
         except OSError:

@@ -151,7 +151,11 @@ def run_training(args) -> dict:
     if args.resume is not None:
         path = out / "checkpoints" / "last.pt" if args.resume == "last" else Path(args.resume)
         state = load_checkpoint(path, require=RESUME_KEYS)
-        _check_same_settings(state.get("extra", {}).get("settings", {}), settings, path)
+        saved = state["extra"].get("settings") if isinstance(state["extra"], dict) else None
+        if not isinstance(saved, dict) or "lr" not in state["extra"]:
+            raise ValueError(f"{path} was not written by `lrtune train` (no settings in it); "
+                             "resume it with Trainer.fit(..., resume=PATH)")
+        _check_same_settings(saved, settings, path)
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module

@@ -24,8 +24,9 @@ class Checkpoint(Callback):
     data order and all RNG states — ``Trainer.fit(..., resume=path)`` continues bit-for-bit.
     Files are written atomically (temporary file, fsync, rename, fsync of the folder), so a
     crash while writing leaves the previous checkpoint intact; ``best.pt`` is written before
-    ``last.pt``, so a crash between the two resumes to a ``best.pt`` that agrees with the run. This callback runs after all
-    others (``order = 100``) so the state it saves includes their updates for the epoch.
+    ``last.pt``, so a crash between the two resumes to a ``best.pt`` that agrees with the run.
+    This callback runs after all others (``order = 100``) so the state it saves includes their
+    updates for the epoch.
     Under ``torch.distributed`` every rank runs it (the decision is the same on all: the logs
     are all-reduced), rank 0 alone writes, and all ranks wait at a barrier until it has.
 
