@@ -186,6 +186,7 @@ CLI_CASES = [
     (["compare", "--recipe", "a: --epochs 1", "--recipe", "b: --data-dir /nonexistent",
       "--out", NEW], "recipe 'b': --data-dir is not used"),
     (["compare", "--recipes", "{w}/bad.toml", "--out", NEW], "{w}/bad.toml is not valid TOML"),
+    (["compare", "--recipes", "{w}/idx7", "--out", NEW], "Is a directory: {w}/idx7"),
 ]
 
 

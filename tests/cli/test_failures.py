@@ -71,8 +71,8 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoints_stay_loadable(tmp_path
     assert main([*TRAIN, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("lrtune train: error: No space left on device; files written before "
-                          "this one (checkpoints included) are complete")
+    assert err == ("lrtune train: error: No space left on device; the files written before "
+                   "(checkpoints included) are complete\n")
     monkeypatch.undo()
     for name in ("best.pt", "last.pt"):
         assert load_checkpoint(out / "checkpoints" / name)["epoch"] == 1

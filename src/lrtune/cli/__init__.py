@@ -63,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in USER_ERRNOS:
             raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"lrtune {args.command}{_rank_tag()}: error: {exc.strerror}{where}; files written "
-              "before this one (checkpoints included) are complete", file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        kept = ("; the files written before (checkpoints included) are complete"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+        print(f"lrtune {args.command}{_rank_tag()}: error: {exc.strerror}{where}{kept}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lrtune {args.command}{_rank_tag()}: interrupted", file=sys.stderr)
