@@ -117,7 +117,8 @@ def verdict(lrs, raw_losses, smoothed) -> tuple[str, str]:
     raw = np.asarray(raw_losses, dtype=np.float64)
     if len(y) < MIN_POINTS:
         return "inconclusive", (
-            f"too few points ({len(y)}): the sweep stopped early; lower start_lr or end_lr"
+            f"too few points ({len(y)}, {MIN_POINTS} needed): raise num_iters, or, if the sweep "
+            "stopped early, lower start_lr or end_lr"
         )
     m = int(np.argmin(y))
     # the starting level: a robust average of the first few raw points (noise must not count
