@@ -163,7 +163,8 @@ def verdict(lrs, raw_losses, smoothed, *, stop: Stop | None = None) -> tuple[str
         )
     relative = drop / max(abs(top), 1e-12)
     if relative < MIN_RELATIVE_DROP:
-        advice = ("lower start_lr or check that the model can learn" if early else
+        advice = ("it fell at no rate before it stopped: check that the model can learn, or "
+                  "compare rates by training (lrtune.sweep)" if early else
                   "widen the range (raise end_lr) or check that the model can learn")
         return "inconclusive", (
             f"flat: the smoothed loss fell only {100 * relative:.1f}% over the sweep{where}; "
@@ -184,8 +185,8 @@ def verdict(lrs, raw_losses, smoothed, *, stop: Stop | None = None) -> tuple[str
                 "around it)"
             )
         return "inconclusive", (
-            f"no turn: the loss was still falling at the end of the sweep (lr={lrs[-1]:.3g}); "
-            "raise end_lr to see where it turns up"
+            f"no turn: the loss was still falling at the end of the sweep, lr {lrs[-1]:.3g}"
+            f"{where}; raise end_lr to see where it turns up"
         )
     return "ok", ""
 
