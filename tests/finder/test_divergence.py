@@ -24,6 +24,16 @@ def factor_rule_stop(points, alpha, factor=4.0):
     return None
 
 
+@pytest.fixture
+def one_thread():
+    """Small float64 matmuls: one thread is faster than two on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_partly_trained_model_runs_to_the_real_divergence():
     # the case of issue 14: an MLP trained to a small, noisy loss (SGD momentum, 12 epochs);
     # float64 so that the curve does not depend on the CPU's float32 rounding

@@ -82,8 +82,8 @@ class FinderResult(JsonResult):
         groups = getattr(optimizer, "param_groups", None)
         if groups is None or len(groups) != len(lrs):
             n = "no" if groups is None else len(groups)
-            raise ValueError(f"the optimizer has {n} param groups but the range test ran with "
-                             f"{len(lrs)}: apply it to an optimizer with the same groups")
+            raise ValueError(f"the optimizer has {n} param group(s) but the range test ran "
+                             f"with {len(lrs)}: apply it to an optimizer with the same groups")
         for group, lr in zip(groups, lrs, strict=True):
             group["lr"] = lr
 
