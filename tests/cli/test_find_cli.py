@@ -49,3 +49,23 @@ def test_python_dash_m_is_the_same_command():
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert done.stderr.strip() == "lrtune find: error: --num-iters must be >= 2, got 0"
+
+
+def test_confirm_redraws_lr_find_png_with_the_confirmed_rate(tmp_path, capsys, monkeypatch):
+    import lrtune.plots
+
+    drawn = []
+    plot_finder = lrtune.plots.plot_finder
+
+    def spy(result, ax=None, *, confirmed_lr=None):
+        drawn.append(confirmed_lr)
+        return plot_finder(result, ax=ax, confirmed_lr=confirmed_lr)
+
+    monkeypatch.setattr(lrtune.plots, "plot_finder", spy)
+    out = tmp_path / "run"
+    assert main(["find", "--momentum", "0.9", "--num-iters", "60", "--start-lr", "1e-4",
+                 "--confirm", "2", "--epochs", "2", "--out", str(out)]) == 0
+    data = json.loads((out / "lr_find.json").read_text())
+    assert data["confirmed_lr"] is not None
+    assert drawn == [None, data["confirmed_lr"]]  # the range test's figure, then redrawn
+    assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"

@@ -263,7 +263,8 @@ def test_plot_has_log_axis_min_line_and_a_marker_per_rule(blobs, small_net):
     labels = [line.get_label() for line in ax.get_lines()]
     assert "minimum (smoothed)" in labels
     found = [name for name, lr in result.suggestions.items() if lr is not None]
-    assert all(any(lbl.startswith(f"{n}:") for lbl in labels) for n in found)
+    entries = [t.get_text().split(":")[0].split(" = ") for t in ax.get_legend().get_texts()]
+    assert all(sum(n in names for names in entries) == 1 for n in found)  # once each
 
 
 def test_a_suggestion_on_the_first_point_is_inconclusive():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lrtune.cli.common import positive_float, positive_int, seed_everything
+from lrtune.cli.common import UsageError, positive_float, positive_int, seed_everything
+from lrtune.lr_free import LR_FREE
 
 CONFIRM_FRACTION = 0.5  # as lrtune.sweep.confirm (copied: --help must not import torch)
 
@@ -60,7 +61,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", help="dataset name (default digits, offline)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     p.add_argument("--model", default="mlp", help="model name (default mlp: 300-100 ReLU)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", *LR_FREE], default="sgd",
+                   help="sgd (default), adam, adamw, or a learning-rate-free one "
+                        "(needs pip install 'lrtune[lrfree]'; `lrtune train` only)")
     p.add_argument("--momentum", type=float, default=0.0,
                    help="SGD momentum (Adam: beta1 when given)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
@@ -86,9 +89,12 @@ def build_setup(args):
     splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
     model = build_model(args.model, splits.in_features, splits.n_outputs,
                         input_shape=splits.input_shape).to(args.device)
-    optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
-                               momentum=args.momentum, weight_decay=args.weight_decay,
-                               nesterov=args.nesterov)
+    try:
+        optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
+                                   momentum=args.momentum, weight_decay=args.weight_decay,
+                                   nesterov=args.nesterov)
+    except ImportError as exc:  # a learning-rate-free optimizer's package is not installed
+        raise UsageError(str(exc)) from None
     return splits, model, optimizer, loss_for(splits), torch.device(args.device)
 
 
@@ -139,8 +145,10 @@ def check_confirm_arguments(args) -> None:
 
 
 def confirm(args, result, model, splits, loss_fn, device, json_path):
-    """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json)
-    and add its keys to it. Returns the :class:`~lrtune.sweep.SweepResult`."""
+    """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json),
+    add its keys to it and redraw lr_find.png with the confirmed rate.
+
+    Returns the :class:`~lrtune.sweep.SweepResult`."""
     import json
 
     from lrtune.result_io import write_json
@@ -163,6 +171,10 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
         "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine,
     })
     write_json(data, json_path)  # atomic: a failure keeps the range test's own result
+    if swept.chosen_lr is not None:  # redraw the range test's figure with the confirmed rate
+        from lrtune.plots import save_figure
+
+        save_figure(result.plot(confirmed_lr=swept.chosen_lr), json_path.with_suffix(".png"))
     share = (f"{args.confirm_fraction:g} of {args.epochs}" if result.verdict == "ok" else
              f"all {args.epochs}: the range test was inconclusive")
     print(f"confirmation: {args.confirm} rates, {epochs} epochs each ({share}): "

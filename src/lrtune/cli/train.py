@@ -25,6 +25,7 @@ EPILOG = """examples:
   lrtune train --lr auto --confirm --epochs 20  # range test, then 8 rates confirmed on 10 epochs
   lrtune train --schedule linear --lr 0.03 --lr-end 0.0001 --momentum 0.9 --momentum-end 0.999
   lrtune train --out runs/train --resume        # continue from runs/train/checkpoints/last.pt
+  lrtune train --optimizer prodigy --epochs 20  # learning-rate-free: Prodigy sets its own rate
 
 DIR receives checkpoints/{best,last}.pt, tensorboard/ (tensorboard --logdir DIR/tensorboard),
 history.json, history.csv, learning_curves.png and summary.json (test metrics of the best epoch).
@@ -50,8 +51,9 @@ def add_parser(subparsers) -> None:
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(p)
-    p.add_argument("--lr", type=lr_argument, default=0.01,
-                   help="learning rate, or 'auto' for the range test's suggestion (default 0.01)")
+    p.add_argument("--lr", type=lr_argument, default=None,
+                   help="learning rate, or 'auto' for the range test's suggestion (default 0.01; "
+                        "learning-rate-free optimizers: their package's default)")
     add_confirm_arguments(p, with_epochs=False)
     p.add_argument("--schedule", default=None,
                    help="constant, linear, one_cycle, cosine, warmup_cosine, cyclic, "
@@ -108,6 +110,7 @@ def run_training(args) -> dict:
     from lrtune import distributed
     from lrtune.cli.find import check_confirm_arguments
     from lrtune.data.batching import as_batches
+    from lrtune.lr_free import effective_lrs, set_run_length
     from lrtune.training import (
         Checkpoint,
         EarlyStopping,
@@ -117,6 +120,7 @@ def run_training(args) -> dict:
         load_checkpoint,
     )
 
+    args.lr = _resolve_lr(args)
     if args.confirm and args.lr != "auto":
         raise UsageError("--confirm checks the range test's bracket: it needs --lr auto")
     check_confirm_arguments(args)
@@ -133,17 +137,21 @@ def run_training(args) -> dict:
         _check_same_settings(state.get("extra", {}).get("settings", {}), settings, path)
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
+    seconds_lr_search = 0.0  # the range test (and confirmation) of --lr auto
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module
     if state is not None and args.lr == "auto":
         lr = float(state["extra"]["lr"])  # the rate the interrupted run chose
     elif args.lr == "auto":
+        search_start = time.perf_counter()
         lr = _range_test_lr(args, splits, net, optimizer, loss_fn, device, out)
+        seconds_lr_search = round(time.perf_counter() - search_start, 3)
     else:
         lr = float(args.lr)
     for group in optimizer.param_groups:
         group["lr"] = lr
     n_batches = len(as_batches(splits.train, args.batch_size, rank=distributed.rank(),
                                world_size=world))  # steps per epoch, on every rank
+    set_run_length(optimizer, args.epochs * n_batches)  # Schedule-Free's warmup
     schedules = _build_schedules(args, optimizer, lr, n_batches)
     augment = _build_augment(args.augment, splits)
     classification = splits.task == "classification"
@@ -182,7 +190,10 @@ def run_training(args) -> dict:
         "best_epoch": checkpoint.best_epoch_,
         "best_valid_loss": checkpoint.best_ if checkpoint.best_epoch_ else None,
         "seconds": round(time.perf_counter() - start, 3),
+        "seconds_lr_search": seconds_lr_search,
     }
+    if effective_lrs(optimizer) is not None:  # Prodigy, D-Adaptation: the rate they arrived at
+        summary["effective_lr"] = effective_lrs(optimizer)[0]
     # rank 0 wrote it (a barrier followed); its answer keeps every rank on the same path
     if failure is None and distributed.broadcast_object(checkpoint.best_path.is_file()):
         # the test set sees the best epoch's weights, whatever the last epoch did
@@ -201,6 +212,25 @@ def run_training(args) -> dict:
     return summary
 
 
+def _resolve_lr(args) -> float | str:
+    """``--lr`` as given, else 0.01, or a learning-rate-free optimizer's own default."""
+    from lrtune.lr_free import LR_FREE
+
+    if args.optimizer not in LR_FREE:
+        return 0.01 if args.lr is None else args.lr
+    if args.lr == "auto":
+        raise UsageError(f"--lr auto runs the range test, which does not apply to "
+                         f"{args.optimizer}: it sets its own step size (leave --lr out)")
+    if args.lr is not None:
+        return args.lr
+    from lrtune.lr_free import default_lr
+
+    try:
+        return default_lr(args.optimizer)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
     if saved.get("world_size", 1) != now["world_size"]:
         raise UsageError(
@@ -208,8 +238,10 @@ def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
             f"has {now['world_size']}: --batch-size is per process, so the batches would differ; "
             "resume with the same torchrun --nproc_per_node x --nnodes")
     keys = [k for k in RESUME_SETTINGS if k in saved and saved[k] != now[k]]
-    if now["schedule"] not in ("constant", "plateau") and saved.get("epochs") != now["epochs"]:
-        keys.append("epochs")  # the schedule's length depends on it
+    sets_warmup = now["optimizer"].startswith("schedulefree")
+    if (now["schedule"] not in ("constant", "plateau") or sets_warmup) \
+            and saved.get("epochs") != now["epochs"]:
+        keys.append("epochs")  # the schedule's (or Schedule-Free's warmup's) length depends on it
     if keys:
         diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {now[k]})" for k in keys)
         raise UsageError(f"{path} was written by a run with different settings: {diffs}")

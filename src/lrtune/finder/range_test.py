@@ -18,6 +18,7 @@ from lrtune.finder import suggest
 from lrtune.finder.divergence import DivergenceTest
 from lrtune.finder.result import FinderResult
 from lrtune.finder.snapshot import Snapshot
+from lrtune.lr_free import refuse_range_test
 from lrtune.steps import Step, StepRunner, batch_size_of
 
 MAX_SKIPPED_STEPS = 64  # consecutive GradScaler skips before the sweep gives up (non_finite)
@@ -153,6 +154,7 @@ def find_lr(
         ValueError: bad arguments, or empty data.
         FloatingPointError: the loss is not finite at the very first step.
     """
+    refuse_range_test(optimizer)  # Prodigy, Schedule-Free, D-Adaptation: no rate to find
     _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
                 accumulation_steps, val_every)
     if rule not in suggest.RULES:

@@ -88,14 +88,20 @@ class FinderResult(JsonResult):
             group["lr"] = lr
 
     # -- figures -------------------------------------------------------------------------
-    def plot(self, ax=None):
+    def plot(self, ax=None, *, confirmed_lr: float | None = None):
         """Loss against lr (log axis): raw and smoothed curves, the minimum, every suggestion.
+
+        Args:
+            ax: axes to draw into (a new figure when None).
+            confirmed_lr: the rate a confirmation by training chose (``lrtune find
+                --confirm`` records it as ``confirmed_lr`` in ``lr_find.json``), drawn as a
+                vertical line.
 
         Returns the matplotlib Figure.
         """
         from lrtune.plots import plot_finder
 
-        return plot_finder(self, ax=ax)
+        return plot_finder(self, ax=ax, confirmed_lr=confirmed_lr)
 
     def save(self, out_dir: str | Path, stem: str = "lr_find") -> tuple[Path, Path]:
         """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""
