@@ -7,7 +7,8 @@ excess over the best must also exceed ``NOISE_Z`` robust noise scales of the rec
 and where the noise (not the factor) decides, the excess must persist for ``PATIENCE``
 consecutive points, so one outlying batch does not end the sweep. On a fresh model the factor
 term is far larger than the noise term and the test is the plain ``diverge_factor`` rule
-(measured: the same stop on all 72 sweeps of ``benchmarks/bench_finder_quality.py``).
+(measured by ``benchmarks/bench_finder_divergence.py``: the same stop on all 72 fresh-model
+sweeps of the range-test benchmark).
 """
 
 from __future__ import annotations
