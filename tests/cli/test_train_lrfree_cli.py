@@ -43,7 +43,7 @@ def test_schedule_free_gets_its_lr_and_warmup(tmp_path):
      "lrtune find: error: the learning-rate range test does not apply to SGDScheduleFree: it "
      "sets its own step size; train it with its default lr instead of searching one"),
     (["train", "--optimizer", "dadapt-adam", "--nesterov"],
-     "lrtune train: error: nesterov applies to sgd only, not to dadapt-adam"),
+     "lrtune train: error: --nesterov needs --optimizer sgd and a --momentum > 0"),
 ])
 def test_usage_errors(tmp_path, capsys, argv, message):
     assert main([*argv, "--out", str(tmp_path / "x")]) == 2

@@ -23,6 +23,7 @@ import shlex
 from pathlib import Path
 
 from lrtune.cli.common import UsageError, positive_int
+from lrtune.cli.rundir import add_overwrite_argument, run_in_folder
 
 EPILOG = """examples:
   lrtune compare --recipes examples/seed004_compare.toml --out runs/seed004
@@ -51,6 +52,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seeds", type=positive_int, default=3,
                    help="--second-opinion: seeds per recipe, from the recipe's --seed on "
                         "(default 3)")
+
+    add_overwrite_argument(p)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     p.set_defaults(run=run)
 
@@ -109,7 +112,15 @@ def parse_recipe(text: str, common: list[str]) -> tuple[str, list[str]]:
     name, sep, options = text.partition(":")
     if not sep or not name.strip():
         raise UsageError(f"--recipe must look like 'NAME: OPTIONS', got {text!r}")
-    return name.strip(), common + shlex.split(options)
+    return name.strip(), common + split_options(options, f"--recipe {name.strip()!r}")
+
+
+def split_options(text: str, where: str) -> list[str]:
+    """``shlex.split`` with a mistake (an unbalanced quote) named after its option."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc} in {text!r}") from None
 
 
 def train_args(name: str, argv: list[str], out: Path, verbose: int):
@@ -137,12 +148,13 @@ def slug(name: str) -> str:
 
 
 def run(args) -> int:
-    from lrtune.cli.train import run_training
-    from lrtune.compare_report import write_compare_report
+    from lrtune.cli.checks import check_output_path, check_train_options
 
-    common = shlex.split(args.common)
+    check_output_path(args.out)
+    common = split_options(args.common, "--common")
     if args.second_opinion:
-        return run_second_opinion(args, common)
+        return run_in_folder(Path(args.out), lambda: run_second_opinion(args, common),
+                             command="compare", overwrite=args.overwrite)
     title, recipes = read_recipes(args.recipes, common) if args.recipes else (None, [])
     recipes += [parse_recipe(text, common) for text in args.recipe]
     if len(recipes) < 1:
@@ -154,6 +166,20 @@ def run(args) -> int:
     # parse every recipe before running any, so a typo in the last one costs nothing
     parsed = [(name, argv, train_args(name, argv, out / slug(name), args.verbose))
               for name, argv in recipes]
+    for name, _, train in parsed:  # and check them all, so a mistake in the last costs nothing
+        try:
+            check_train_options(train)
+        except (UsageError, ValueError) as exc:
+            raise UsageError(f"recipe {name!r}: {exc}") from None
+    return run_in_folder(out, lambda: _run_recipes(args, out, title, parsed), command="compare",
+                         overwrite=args.overwrite)
+
+
+def _run_recipes(args, out: Path, title: str | None, parsed) -> int:
+    from lrtune.cli.train import run_training
+    from lrtune.compare_report import write_compare_report
+    from lrtune.result_io import write_json
+
     runs = []
     for name, argv, train in parsed:
         if args.verbose:
@@ -164,7 +190,7 @@ def run(args) -> int:
             print(f"recipe {name!r} stopped: {summary['error']}")
     epochs = _epochs(args.table_epochs)
     report = write_compare_report(out, runs, title=title, table_epochs=epochs)
-    (out / "summary.json").write_text(json.dumps(runs, indent=2) + "\n")
+    write_json(runs, out / "summary.json")
     print(f"wrote {report}")
     return 1 if any("error" in r["summary"] for r in runs) else 0
 

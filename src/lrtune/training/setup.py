@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -18,6 +20,11 @@ def make_optimizer(name: str, params, *, lr: float | None, momentum: float = 0.0
 
     For Adam/AdamW a non-zero ``momentum`` sets beta1, the quantity that plays its role.
     """
+    if not 0 <= momentum < 1:  # also refuses NaN; 1 or more never decays and diverges
+        what = "momentum" if name == "sgd" else "momentum (beta1)"
+        raise ValueError(f"{what} must be in [0, 1), got {momentum}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
     if name in LR_FREE:
         if nesterov:
             raise ValueError(f"nesterov applies to sgd only, not to {name}")
