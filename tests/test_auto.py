@@ -180,3 +180,14 @@ def test_save_json_and_plot(data, tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_a_frozen_first_group_stays_at_zero_through_the_confirmation(data):
+    m, _ = make()
+    o = torch.optim.SGD([{"params": m[0].parameters(), "lr": 0.0},
+                         {"params": m[2].parameters(), "lr": 0.1}])
+    before = m[0].weight.detach().clone()
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16, k=2,
+                         num_iters=100, confirm=True, verbose=False)
+    assert res.lrs == [0.0, res.lr] and res.sweep.settings["group_ratios"] == [0.0, 1.0]
+    assert torch.equal(m[0].weight, before)

@@ -47,8 +47,9 @@ class AutoLRResult:
     """What :func:`auto_lr` decided, and its evidence.
 
     Attributes:
-        lr: the rate of the first param group (the schedule's peak when a schedule was
-            given), or ``None`` when there is no trustworthy rate (``reason`` says why).
+        lr: the rate of the first param group with ``lr > 0`` (the reference group, as in
+            :func:`lrtune.find_lr`; the schedule's peak when a schedule was given), or
+            ``None`` when there is no trustworthy rate (``reason`` says why).
         lrs: one rate per param group, keeping the optimizer's ratios (frozen ``lr=0``
             groups stay 0); ``None`` with ``lr``.
         decided_by: ``"range test"`` or ``"confirmation"``.
@@ -359,11 +360,13 @@ def _why_confirm(finder: FinderResult, confirm, schedule_name: str | None, rule:
 
 
 def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each group's lr over the reference group's (the first with lr > 0, as find_lr)."""
     lrs = [float(g["lr"]) for g in optimizer.param_groups]
-    if not (math.isfinite(lrs[0]) and lrs[0] > 0):
-        raise ValueError(f"the first param group's lr must be > 0 (it carries the rate; the "
-                         f"other groups keep their ratio to it), got {lrs[0]}")
-    return [lr / lrs[0] for lr in lrs]
+    base = next((lr for lr in lrs if math.isfinite(lr) and lr > 0), None)
+    if base is None:
+        raise ValueError(f"no param group has a finite lr > 0 (got {lrs}): the reference "
+                         "group carries the rate, the others keep their ratio to it")
+    return [lr / base for lr in lrs]
 
 
 def _per_group(lr: float | None, ratios: list[float]) -> list[float] | None:
