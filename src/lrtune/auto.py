@@ -124,21 +124,19 @@ class AutoLRResult:
         After a confirmation ``lr_find.json`` also holds ``confirmed_lr`` and a ``confirm``
         summary, and ``lr_find.png`` marks the confirmed rate (as ``lrtune find --confirm``).
         """
-        import json
-
         from lrtune.plots import save_figure
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        png, js = self.finder.save(out)
-        paths = [png, js]
-        if self.sweep is not None:
+        if self.sweep is None:
+            paths = list(self.finder.save(out))
+        else:  # the range test's files, with the confirmed rate added (one figure drawn)
+            paths = [out / "lr_find.png", out / "lr_find.json"]
+            save_figure(self.plot(), paths[0])
+            data = {**self.finder.to_dict(), "confirmed_lr": self.lr,
+                    "confirm": self._confirm_summary()}
+            write_json(json_clean(data), paths[1])
             paths += self.sweep.save(out)
-            data = json.loads(js.read_text())
-            data.update(confirmed_lr=self.lr, confirm=self._confirm_summary())
-            write_json(json_clean(data), js)  # atomic: a failure keeps the range test's own
-            if self.lr is not None:
-                save_figure(self.plot(), png)
         paths.append(write_json(self.to_dict(), out / "auto_lr.json"))
         return paths
 

@@ -114,20 +114,27 @@ def test_lr_auto_trains_a_fresh_init_with_the_suggestion(tmp_path, capsys):
         assert torch.equal(a[key], b[key]), key
 
 
-def test_lr_auto_inconclusive_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    import lrtune.finder
-
-    class Inconclusive:
-        suggested_lr, reason = None, "the loss never decreased"
-
-        def save(self, folder):
-            return Path(folder) / "lr_find.png", Path(folder) / "lr_find.json"
-
-    monkeypatch.setattr(lrtune.finder, "find_lr", lambda *a, **k: Inconclusive())
-    code, out = _train(tmp_path, "--lr", "auto", "--epochs", "1")
+def test_lr_auto_inconclusive_without_confirmation_is_a_clear_error(tmp_path, capsys):
+    # a range test that ends at 1e-5 sees a flat loss: inconclusive; --no-confirm: no rate
+    code, out = _train(tmp_path, "--lr", "auto", "--no-confirm", "--end-lr", "1e-5",
+                       "--num-iters", "50", "--epochs", "1")
     assert code == 2
-    assert ("--lr auto: the range test was inconclusive (the loss never decreased); see "
-            f"{out / 'lr_find' / 'lr_find.png'} and pass --lr VALUE") in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("lrtune train: error: --lr auto: range test inconclusive (flat")
+    assert f"and confirm=False: no rate; see {out / 'lr_find' / 'lr_find.png'} and pass " \
+           "--lr VALUE" in err
+
+
+def test_lr_auto_confirms_an_inconclusive_range_test_by_itself(tmp_path, capsys):
+    code, out = _train(tmp_path, "--lr", "auto", "--end-lr", "1e-5", "--num-iters", "50",
+                       "--epochs", "1", "--batch-size", "128")
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "auto_lr: the range test was inconclusive (flat" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    auto = json.loads((out / "lr_find" / "auto_lr.json").read_text())
+    assert summary["lr_source"] == "confirmation" and summary["lr"] == auto["lr"]
+    assert auto["sweep"]["lrs"][-1] <= 1e-5 and len(auto["sweep"]["lrs"]) == 8
 
 
 def _kill_when(out: Path, proc: subprocess.Popen, min_epoch: int, report: dict) -> None:

@@ -19,3 +19,18 @@ def test_train_lr_auto_confirm_trains_at_the_confirmed_rate(tmp_path, capsys):
 def test_confirm_needs_lr_auto(tmp_path, capsys):
     assert main(["train", "--lr", "0.1", "--confirm", "--out", str(tmp_path)]) == 2
     assert "it needs --lr auto" in capsys.readouterr().err
+
+
+def test_confirm_and_no_confirm_contradict(tmp_path, capsys):
+    assert main(["train", "--lr", "auto", "--confirm", "--no-confirm",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--confirm and --no-confirm contradict each other" in capsys.readouterr().err
+
+
+def test_train_lr_auto_rejects_a_bad_range_test_option(tmp_path, capsys):
+    assert main(["train", "--lr", "auto", "--start-lr", "1", "--end-lr", "0.1",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--end-lr (0.1) must be greater than --start-lr (1.0)" in capsys.readouterr().err
+    assert main(["train", "--lr", "auto", "--rule", "guess", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown --rule 'guess'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -15,7 +15,7 @@ from lrtune.finder import find_lr
 
 
 def test_cli_default_fraction_is_the_librarys():
-    from lrtune.cli.find import CONFIRM_FRACTION as cli
+    from lrtune.cli.setup import CONFIRM_FRACTION as cli
     from lrtune.confirmation.confirm import CONFIRM_FRACTION as lib
 
     assert cli == lib

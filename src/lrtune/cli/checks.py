@@ -81,10 +81,16 @@ def check_dataset(name: str, data_dir: str | None) -> None:
 
 def check_model_options(args) -> None:
     """``--dataset/--data-dir/--model/--optimizer/--momentum/--nesterov/--device`` together."""
+    from lrtune.cli.factories import is_factory
     from lrtune.models import MODELS
 
-    check_dataset(args.dataset, args.data_dir)
-    if args.model not in MODELS:
+    data = getattr(args, "data", None)
+    if data is not None and not is_factory(data):
+        raise UsageError(f"--data {data!r}: expected pkg.module:factory (registry datasets "
+                         "go to --dataset)")
+    if data is None:
+        check_dataset(args.dataset, args.data_dir)
+    if not is_factory(args.model) and args.model not in MODELS:
         raise UsageError(f"unknown --model {args.model!r}; choose from {', '.join(sorted(MODELS))}")
     if args.nesterov and (args.optimizer != "sgd" or not args.momentum):
         raise UsageError("--nesterov needs --optimizer sgd and a --momentum > 0")
@@ -108,6 +114,12 @@ def check_train_options(args) -> None:
     check_model_options(args)
     if args.confirm and args.lr != "auto":
         raise UsageError("--confirm checks the range test's bracket: it needs --lr auto")
+    if args.confirm and getattr(args, "no_confirm", False):
+        raise UsageError("--confirm and --no-confirm contradict each other: give one")
+    if args.lr == "auto":
+        from lrtune.cli.setup import check_range_test_options
+
+        check_range_test_options(args)
     check_confirm_options(args)
     schedule = args.schedule or "constant"
     if schedule not in (*NAMES, "plateau"):

@@ -1,8 +1,10 @@
 """``lrtune train``: fit a model with the per-epoch table, early stopping, checkpoints, TensorBoard.
 
-With no ``--schedule`` (or ``constant``) the learning rate stays fixed. ``--lr auto`` runs the
-range test first, puts the model back to its fresh initialisation and trains with the
-suggestion. ``--resume`` continues a run from its last checkpoint bit-for-bit.
+With no ``--schedule`` (or ``constant``) the learning rate stays fixed. ``--lr auto`` runs
+``lrtune.auto_lr``: the range test, then a confirmation when the range test is inconclusive or
+known to be unreliable for the setting (``--no-confirm``: never; ``--confirm [K]``: always); the
+model is put back to its fresh initialisation and trains at that rate (the schedule's peak).
+``--resume`` continues a run from its last checkpoint bit-for-bit.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ from lrtune.cli.common import (
     positive_int,
     unit_fraction,
 )
-from lrtune.cli.find import add_confirm_arguments, add_model_arguments, build_setup
 from lrtune.cli.rundir import add_overwrite_argument, run_in_folder
+from lrtune.cli.setup import (
+    add_confirm_arguments,
+    add_model_arguments,
+    add_range_test_arguments,
+    build_setup,
+)
 from lrtune.trained import model_spec
 
 EPILOG = """examples:
   lrtune train --lr 0.05 --momentum 0.9 --epochs 20 --patience 3
   lrtune train --lr auto --schedule one_cycle --epochs 10 --out runs/one_cycle
   lrtune train --lr auto --confirm --epochs 20  # range test, then 8 rates confirmed on 10 epochs
+  lrtune train --lr auto --no-confirm --num-iters 500 --rule valley   # the range test alone
+  lrtune train --lr auto --data mypkg.data:load --model mypkg.nets:make   # your own data, model
   lrtune train --schedule linear --lr 0.03 --lr-end 0.0001 --momentum 0.9 --momentum-end 0.999
   lrtune train --out runs/train --resume        # continue from runs/train/checkpoints/last.pt
   lrtune train --optimizer prodigy --epochs 20  # learning-rate-free: Prodigy sets its own rate
@@ -65,7 +74,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr", type=lr_argument, default=None,
                    help="learning rate, or 'auto' for the range test's suggestion (default 0.01; "
                         "learning-rate-free optimizers: their package's default)")
-    add_confirm_arguments(p, with_epochs=False)
+    add_confirm_arguments(p, with_epochs=False, automatic=True)
+    add_range_test_arguments(p)
     p.add_argument("--schedule", default=None,
                    help="constant, linear, one_cycle, cosine, warmup_cosine, cyclic, "
                         "cosine_restarts, step, exponential or plateau (default: constant lr)")
@@ -167,12 +177,14 @@ def run_training(args) -> dict:
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
     seconds_lr_search = 0.0  # the range test (and confirmation) of --lr auto
+    lr_source = "given"
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module
     if state is not None and args.lr == "auto":
         lr = float(state["extra"]["lr"])  # the rate the interrupted run chose
+        lr_source = "range test"
     elif args.lr == "auto":
         search_start = time.perf_counter()
-        lr = _range_test_lr(args, splits, net, optimizer, loss_fn, device, out)
+        lr, lr_source = _auto_lr(args, splits, model, optimizer, loss_fn, device, out)
         seconds_lr_search = round(time.perf_counter() - search_start, 3)
     else:
         lr = float(args.lr)
@@ -211,7 +223,7 @@ def run_training(args) -> dict:
         failure = exc
     summary = {
         "dataset": splits.name, "model": args.model, "optimizer": args.optimizer, "lr": lr,
-        "lr_source": "range test" if args.lr == "auto" else "given",
+        "lr_source": lr_source,
         "schedule": settings["schedule"], "epochs": args.epochs,
         "epochs_run": len(trainer.history), "stop_reason": trainer.stop_reason,
         "best_epoch": checkpoint.best_epoch_,
@@ -274,35 +286,37 @@ def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
         raise UsageError(f"{path} was written by a run with different settings: {diffs}")
 
 
-def _range_test_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -> float:
-    """The range test's suggestion; ``find_lr`` restores the fresh initial weights (and RNG)."""
+def _auto_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -> tuple[float, str]:
+    """``--lr auto``: :func:`lrtune.auto_lr` (range test, then a confirmation when it is
+    inconclusive or known to be unreliable here) on the bare module, in one process; the
+    others wait for its rate. Returns the rate and how it was decided. The model and the
+    optimizer are left at their fresh initial state."""
     from lrtune import distributed
-    from lrtune.finder import find_lr
+    from lrtune.auto import auto_lr
 
-    result = find_lr(model, optimizer, loss_fn, splits.train, batch_size=args.batch_size,
-                     seed=args.seed, device=device, precision=args.precision,
-                     clip_grad_norm=args.clip_grad_norm)  # the same result on every rank
-    main = distributed.is_main()
-    png = out / "lr_find" / "lr_find.png"
-    if main:
-        png, js = result.save(out / "lr_find")
-    if args.confirm:
-        from lrtune.cli.find import confirm
-
-        # one process checks the bracket (with the bare module); the others wait for its pick
-        chosen = confirm(args, result, distributed.unwrap(model), splits, loss_fn, device,
-                         js).chosen_lr if main else None
-        chosen = distributed.broadcast_object(chosen)
-        if chosen is not None:
-            return float(chosen)
-        if args.verbose and main:
-            print("confirmation: every rate diverged; falling back to the range test")
-    if result.suggested_lr is None:
-        raise UsageError(f"--lr auto: the range test was inconclusive ({result.reason}); "
-                         f"see {png} and pass --lr VALUE")
-    if args.verbose and main:
-        print(f"range test: {result.summary()}")
-    return float(result.suggested_lr)
+    answer = None  # (lr, how it was decided, the error when there is no rate)
+    if distributed.is_main():
+        schedule = None if args.schedule in (None, "plateau") else args.schedule
+        confirm = True if args.confirm else (False if args.no_confirm else "auto")
+        result = auto_lr(model, optimizer, loss_fn, splits.train, splits.valid,
+                         epochs=args.epochs, schedule=schedule, confirm=confirm,
+                         k=args.confirm or 8, confirm_fraction=args.confirm_fraction,
+                         batch_size=args.batch_size, seed=args.seed, precision=args.precision,
+                         clip_grad_norm=args.clip_grad_norm, start_lr=args.start_lr,
+                         end_lr=args.end_lr, num_iters=args.num_iters, rule=args.rule,
+                         device=device, verbose=bool(args.verbose))
+        paths = result.save(out / "lr_find")
+        if args.verbose:
+            print(f"range test: {result.finder.summary()}")
+            if result.sweep is not None:
+                print(result.sweep.table())
+        error = (f"--lr auto: {result.reason}; see {paths[0]} and pass --lr VALUE"
+                 if result.lr is None else None)
+        answer = (result.lr, result.decided_by, error)
+    lr, source, error = distributed.broadcast_object(answer)  # every rank stops, or trains
+    if error is not None:
+        raise UsageError(error)
+    return float(lr), source
 
 
 def _build_schedules(args, optimizer, lr: float, n_batches: int):

@@ -1,0 +1,128 @@
+"""Options and setup shared by ``find``, ``train``, ``compare`` and ``demo``: data, model,
+optimizer, the range test's and the confirmation's options.
+
+``--model`` and ``--data`` take a registry name or ``pkg.module:factory``
+(:mod:`lrtune.cli.factories` documents the factories' signatures).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lrtune.cli.checks import MAX_CONFIRM, MAX_NUM_ITERS
+from lrtune.cli.common import (
+    UsageError,
+    bounded_int,
+    momentum_value,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    seed_everything,
+)
+from lrtune.lr_free import LR_FREE
+
+MIN_NUM_ITERS = 8  # as lrtune.finder.suggest.MIN_POINTS: fewer points give no verdict
+CONFIRM_FRACTION = 0.5  # as lrtune.confirmation.confirm (copied: --help must not import torch)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every subcommand that builds data, model and optimizer."""
+    p.add_argument("--dataset", default="digits", help="dataset name (default digits, offline)")
+    p.add_argument("--data", default=None, metavar="PKG.MODULE:FACTORY",
+                   help="your own data instead of --dataset: a factory returning a Splits or "
+                        "(train, valid, test) (X, y) pairs or DataLoaders (called with seed= "
+                        "when it takes it)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
+    p.add_argument("--model", default="mlp",
+                   help="model name (default mlp: 300-100 ReLU) or PKG.MODULE:FACTORY returning "
+                        "an nn.Module (given in_features=, num_classes=, input_shape= when its "
+                        "signature names them)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", *LR_FREE], default="sgd",
+                   help="sgd (default), adam, adamw, or a learning-rate-free one "
+                        "(needs pip install 'lrtune[lrfree]'; `lrtune train` only)")
+    p.add_argument("--momentum", type=momentum_value, default=0.0,
+                   help="SGD momentum in [0, 1) (Adam: beta1 when given)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"], default="32",
+                   help="32 (default), bf16-mixed or 16-mixed (autocast; a GradScaler for 16)")
+    p.add_argument("--clip-grad-norm", type=positive_float, default=None, metavar="MAX",
+                   help="clip the gradients' total norm to MAX before each optimizer step")
+
+
+def add_range_test_arguments(p: argparse.ArgumentParser) -> None:
+    """``--start-lr --end-lr --num-iters --rule``: the range test's sweep and rule."""
+    p.add_argument("--start-lr", type=positive_float, default=1e-7)
+    p.add_argument("--end-lr", type=positive_float, default=10.0)
+    p.add_argument("--num-iters", type=bounded_int(MIN_NUM_ITERS, MAX_NUM_ITERS), default=300,
+                   help=f"optimizer steps ({MIN_NUM_ITERS} to {MAX_NUM_ITERS:,}, default 300)")
+    p.add_argument("--rule", default=None, help="suggestion rule (default: the measured best)")
+
+
+def check_range_test_options(args) -> str:
+    """The rule to use; a UsageError for a bad rule or range."""
+    from lrtune.finder import RULES
+    from lrtune.finder.suggest import DEFAULT_RULE
+
+    if args.end_lr <= args.start_lr:
+        raise UsageError(
+            f"--end-lr ({args.end_lr}) must be greater than --start-lr ({args.start_lr})")
+    rule = args.rule or DEFAULT_RULE
+    if rule not in RULES:
+        raise UsageError(f"unknown --rule {rule!r}; choose from {', '.join(RULES)}")
+    return rule
+
+
+def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = True,
+                          automatic: bool = False) -> None:
+    """``--confirm [K]``: check K rates of the range test's bracket by short real training;
+    ``automatic`` (``lrtune train --lr auto``) adds ``--no-confirm``."""
+    p.add_argument("--confirm", type=bounded_int(1, MAX_CONFIRM), nargs="?", const=8, default=None,
+                   metavar="K",
+                   help="train K rates (default 8) inside the range test's bracket at once "
+                        "(vectorised) on a short budget and pick the best by validation"
+                        + ("; --lr auto does this by itself when the range test is "
+                           "inconclusive or known to be unreliable here" if automatic else ""))
+    if automatic:
+        p.add_argument("--no-confirm", action="store_true",
+                       help="--lr auto: never confirm (the range test's rate, or an error when "
+                            "it is inconclusive)")
+    if with_epochs:  # `lrtune train` has its own --epochs
+        p.add_argument("--epochs", type=positive_int, default=20,
+                       help="planned training epochs; --confirm trains --confirm-fraction of "
+                            "them (all of them after an inconclusive range test)")
+    p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
+                   help=f"share of the planned epochs the confirmation trains "
+                        f"(default {CONFIRM_FRACTION})")
+
+
+def build_setup(args):
+    """Data splits, model, optimizer and loss from the shared options."""
+    import torch
+
+    from lrtune.cli.factories import is_factory, model_from_factory, splits_from_factory
+    from lrtune.data import load_dataset
+    from lrtune.models import build_model
+    from lrtune.training.setup import loss_for, make_optimizer
+
+    seed_everything(args.seed)
+    data = getattr(args, "data", None)
+    if is_factory(data):
+        splits = splits_from_factory(data, args.seed)
+    else:
+        splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
+    if is_factory(args.model):
+        model = model_from_factory(args.model, splits).to(args.device)
+    else:
+        model = build_model(args.model, splits.in_features, splits.n_outputs,
+                            input_shape=splits.input_shape).to(args.device)
+    try:
+        optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
+                                   momentum=args.momentum, weight_decay=args.weight_decay,
+                                   nesterov=args.nesterov)
+    except ImportError as exc:  # a learning-rate-free optimizer's package is not installed
+        raise UsageError(str(exc)) from None
+    return splits, model, optimizer, loss_for(splits), torch.device(args.device)
