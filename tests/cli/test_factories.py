@@ -109,3 +109,34 @@ def test_mistakes_are_one_line_naming_the_option(factories, option, spec, messag
         call()
     text = str(info.value)
     assert message in text and "\n" not in text and text.startswith(option)
+
+
+def test_find_train_and_compare_run_on_factories(factories, tmp_path, capsys):
+    from lrtune.cli import main
+
+    own = ["--data", f"{factories}:pairs", "--model", f"{factories}:net"]
+    assert main(["find", *own, "--num-iters", "40", "--out", str(tmp_path / "f")]) == 0
+    assert f"range test on {factories}:pairs ({factories}:net, sgd)" in capsys.readouterr().out
+    assert main(["train", *own, "--lr", "0.1", "--epochs", "1", "--verbose", "0",
+                 "--out", str(tmp_path / "t")]) == 0
+    summary = (tmp_path / "t" / "summary.json").read_text()
+    assert '"test_accuracy"' in summary and f'"dataset": "{factories}:pairs"' in summary
+    assert main(["compare", "--common", " ".join([*own, "--epochs", "1"]),
+                 "--recipe", "a: --lr 0.1", "--recipe", "b: --lr 0.01", "--verbose", "0",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "report.md").is_file()
+
+
+@pytest.mark.parametrize("command", ["find", "train"])
+def test_a_bad_factory_on_the_cli_is_one_line_and_exit_2(factories, tmp_path, capsys, command):
+    from lrtune.cli import main
+
+    code = main([command, "--data", f"{factories}:pairs", "--model", f"{factories}:nope",
+                 "--out", str(tmp_path / "x")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"lrtune {command}: error: --model '{factories}:nope': module "
+                   f"'{factories}' has no attribute 'nope'")
+    assert not (tmp_path / "x").exists()  # nothing left on disk
+    assert main([command, "--data", "digits", "--out", str(tmp_path / "y")]) == 2
+    assert "--data 'digits': expected pkg.module:factory" in capsys.readouterr().err
