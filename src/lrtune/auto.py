@@ -176,6 +176,7 @@ def auto_lr(
     engine: str = "auto",
     device: torch.device | str | None = None,
     verbose: bool = True,
+    finder: FinderResult | None = None,
     **finder_options: Any,
 ) -> AutoLRResult:
     """The learning rate to train ``model`` with, with its evidence: the range test first,
@@ -215,6 +216,8 @@ def auto_lr(
             (:func:`lrtune.find_lr`; ``rule=None`` is its default, ``steepest``).
         engine: the sweep's engine.
         verbose: print the one line saying whether and why the rate was confirmed.
+        finder: a range test already run with these settings (``lrtune train --lr auto``
+            runs it on every rank under torchrun); it is not run again.
 
     Returns:
         An :class:`AutoLRResult`.
@@ -234,7 +237,7 @@ def auto_lr(
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(f"optimizer must be a torch optimizer built on the model, got "
                          f"{type(optimizer).__name__}")
-    ratios = _group_ratios(optimizer)
+    ratios = group_ratios(optimizer)
     shape = _schedule_shape(schedule)
     if train is None:
         raise ValueError("auto_lr needs train data")
@@ -243,11 +246,12 @@ def auto_lr(
         train, valid = holdout_split(train, holdout, seed)
     rule = rule or DEFAULT_RULE
 
-    finder = find_lr(model, optimizer, loss_fn, train, step=step, precision=precision,
-                     clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
-                     start_lr=start_lr, end_lr=end_lr, num_iters=num_iters,
-                     batch_size=batch_size, rule=rule, seed=seed, device=device,
-                     **finder_options)
+    if finder is None:
+        finder = find_lr(model, optimizer, loss_fn, train, step=step, precision=precision,
+                         clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+                         start_lr=start_lr, end_lr=end_lr, num_iters=num_iters,
+                         batch_size=batch_size, rule=rule, seed=seed, device=device,
+                         **finder_options)
     settings = dict(epochs=epochs, confirm=confirm, k=k, confirm_fraction=confirm_fraction,
                     holdout=holdout if held_out else None, batch_size=batch_size,
                     seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios)
@@ -263,7 +267,7 @@ def auto_lr(
         else:
             reason = (f"range test conclusive with {rule} over {num_iters} steps at a constant "
                       f"rate, a setting measured reliable: no confirmation needed")
-        result = AutoLRResult(lr, _per_group(lr, ratios), "range test", reason, finder,
+        result = AutoLRResult(lr, rates_per_group(lr, ratios), "range test", reason, finder,
                               schedule=schedule_name, settings=settings)
         _say(verbose, result.reason)
         return result
@@ -282,7 +286,7 @@ def auto_lr(
     reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"
     if lr is not None and lr == candidates[-1] and len(candidates) > 1:
         reason += " (the top of the bracket: no higher rate was tried)"
-    return AutoLRResult(lr, _per_group(lr, ratios), "confirmation", reason, finder, swept,
+    return AutoLRResult(lr, rates_per_group(lr, ratios), "confirmation", reason, finder, swept,
                         schedule=schedule_name, settings={**settings, "confirm_epochs": budget})
 
 
@@ -357,7 +361,7 @@ def _why_confirm(finder: FinderResult, confirm, schedule_name: str | None, rule:
     return None
 
 
-def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+def group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each group's lr over the reference group's (the first with lr > 0, as find_lr)."""
     lrs = [float(g["lr"]) for g in optimizer.param_groups]
     base = next((lr for lr in lrs if math.isfinite(lr) and lr > 0), None)
@@ -367,7 +371,8 @@ def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
     return [lr / base for lr in lrs]
 
 
-def _per_group(lr: float | None, ratios: list[float]) -> list[float] | None:
+def rates_per_group(lr: float | None, ratios: list[float]) -> list[float] | None:
+    """``lr`` times each group's ratio (``None`` without a rate)."""
     return None if lr is None else [lr * r for r in ratios]
 
 

@@ -218,6 +218,21 @@ def test_cli_find_under_torchrun_writes_once_and_ranks_agree(tmp_path):
     assert len(data["losses"]) <= 40 and data["settings"]["batch_size"] == 16
 
 
+def test_cli_train_lr_auto_under_torchrun_confirms_on_rank_0_and_ranks_agree(tmp_path):
+    # 40 range-test steps: inconclusive, or fewer than the 300 measured reliable: auto_lr
+    # confirms on rank 0 either way
+    done = _torchrun("train", "--lr", "auto", "--num-iters", "40", "--start-lr", "1e-4",
+                     "--confirm-fraction", "1", "--epochs", "1", "--batch-size", "16",
+                     "--verbose", "2", "--out", "run", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("auto_lr: ") == 1 and "confirming 8 rates" in done.stdout
+    auto = json.loads((tmp_path / "run" / "lr_find" / "auto_lr.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert auto["decided_by"] == "confirmation" and summary["lr"] == auto["lr"]
+    assert auto["finder"]["settings"]["batch_size"] == 16  # the range test ran on both ranks
+    assert done.stdout.count("batch size 16 per process x 2 = 32") == 1
+
+
 def test_cli_train_under_ddp_resumes_and_rank_0_alone_writes(two_ranks):
     out, printed, ranks = two_ranks
     assert ranks[0]["cli_codes"] == ranks[1]["cli_codes"] == [0, 0]

@@ -96,7 +96,7 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
     sweep.png/json, the confirmed rate in lr_find.json and lr_find.png, auto_lr.json).
 
     Returns the :class:`~lrtune.auto.AutoLRResult`."""
-    from lrtune.auto import AutoLRResult, _group_ratios, _per_group, confirm_range_test
+    from lrtune.auto import AutoLRResult, confirm_range_test, group_ratios, rates_per_group
 
     swept = confirm_range_test(model, optimizer, loss_fn, splits.train, splits.valid, result,
                                epochs=args.epochs, k=args.confirm,
@@ -106,7 +106,7 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
     lr = swept.chosen_lr
     reason = f"confirmation requested (--confirm {args.confirm}): " + (
         swept.summary() if lr is not None else swept.reason)
-    auto = AutoLRResult(lr, _per_group(lr, _group_ratios(optimizer)), "confirmation", reason,
+    auto = AutoLRResult(lr, rates_per_group(lr, group_ratios(optimizer)), "confirmation", reason,
                         result, swept)
     paths = auto.save(out)
     epochs = swept.settings["epochs"]

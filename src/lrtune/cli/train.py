@@ -184,7 +184,7 @@ def run_training(args) -> dict:
         lr_source = "range test"
     elif args.lr == "auto":
         search_start = time.perf_counter()
-        lr, lr_source = _auto_lr(args, splits, model, optimizer, loss_fn, device, out)
+        lr, lr_source = _auto_lr(args, splits, model, net, optimizer, loss_fn, device, out)
         seconds_lr_search = round(time.perf_counter() - search_start, 3)
     else:
         lr = float(args.lr)
@@ -286,14 +286,26 @@ def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
         raise UsageError(f"{path} was written by a run with different settings: {diffs}")
 
 
-def _auto_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -> tuple[float, str]:
+def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
+             out: Path) -> tuple[float, str]:
     """``--lr auto``: :func:`lrtune.auto_lr` (range test, then a confirmation when it is
-    inconclusive or known to be unreliable here) on the bare module, in one process; the
-    others wait for its rate. Returns the rate and how it was decided. The model and the
+    inconclusive or known to be unreliable here). Under torchrun the range test runs on every
+    rank (DDP), the decision and any confirmation on rank 0, which sends the rate to the others.
+    Returns the rate and how it was decided. The model and the
     optimizer are left at their fresh initial state."""
     from lrtune import distributed
     from lrtune.auto import auto_lr
+    from lrtune.finder.suggest import DEFAULT_RULE
 
+    finder = None
+    if distributed.world_size() > 1:  # the range test in the launch configuration of training
+        from lrtune.finder import find_lr
+
+        finder = find_lr(net, optimizer, loss_fn, splits.train,
+                         batch_size=args.batch_size, seed=args.seed, device=device,
+                         precision=args.precision, clip_grad_norm=args.clip_grad_norm,
+                         start_lr=args.start_lr, end_lr=args.end_lr, num_iters=args.num_iters,
+                         rule=args.rule or DEFAULT_RULE)  # the same result on every rank
     answer = None  # (lr, how it was decided, the error when there is no rate)
     if distributed.is_main():
         schedule = None if args.schedule in (None, "plateau") else args.schedule
@@ -304,7 +316,7 @@ def _auto_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -> tupl
                          batch_size=args.batch_size, seed=args.seed, precision=args.precision,
                          clip_grad_norm=args.clip_grad_norm, start_lr=args.start_lr,
                          end_lr=args.end_lr, num_iters=args.num_iters, rule=args.rule,
-                         device=device, verbose=bool(args.verbose))
+                         device=device, verbose=bool(args.verbose), finder=finder)
         paths = result.save(out / "lr_find")
         if args.verbose:
             print(f"range test: {result.finder.summary()}")
