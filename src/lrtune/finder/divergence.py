@@ -73,8 +73,11 @@ class DivergenceTest:
         if self.count == 1:
             return False
         by_factor = (self.factor - 1) * self.best
+        if self.avg <= self.best + by_factor:  # under the factor's bound: no need for the noise
+            self.over = 0
+            return False
         by_noise = NOISE_Z * noise_scale(self.recent)
-        if self.avg <= self.best + max(by_factor, by_noise):
+        if self.avg <= self.best + by_noise:
             self.over = 0
             return False
         self.over += 1

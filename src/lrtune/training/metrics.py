@@ -187,7 +187,7 @@ def _classification_metric(name: str) -> EpochMetric:
             if binary is None:
                 raise ValueError(f"metric {name!r} needs (N, C) logits of C >= 5 classes, "
                                  f"got outputs of shape {tuple(output.shape)}")
-            return getattr(tmc, binary)()
+            return getattr(tmc, binary)(validate_args=False)  # adapt() gives clean inputs
         if output.dim() < 2:
             raise ValueError(f"metric {name!r} needs outputs of shape (N,), (N, 1) or (N, C, ...),"
                              f" got {tuple(output.shape)}")
@@ -195,7 +195,7 @@ def _classification_metric(name: str) -> EpochMetric:
         if kwargs.get("top_k", 1) > classes:
             raise ValueError(f"metric {name!r} needs at least {kwargs['top_k']} classes, "
                              f"the outputs have {classes}")
-        return getattr(tmc, multiclass)(classes, **kwargs)
+        return getattr(tmc, multiclass)(classes, validate_args=False, **kwargs)
 
     def adapt(output: torch.Tensor, target: torch.Tensor) -> tuple:
         # probabilities always: torchmetrics decides logits-or-probabilities per batch otherwise
