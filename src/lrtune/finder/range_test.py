@@ -15,6 +15,7 @@ from torch import nn
 from lrtune import distributed
 from lrtune.data.batching import as_batches
 from lrtune.finder import suggest
+from lrtune.finder.divergence import DivergenceMonitor
 from lrtune.finder.result import FinderResult
 from lrtune.finder.snapshot import Snapshot
 
@@ -187,8 +188,7 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
     """The loop itself. Returns the raw curves and why it stopped."""
     groups = optimizer.param_groups
     n_points = num_iters if val_batches is None else -(-num_iters // val_every)
-    alpha = 2.0 / (max(1.0, smooth * n_points) + 1.0)  # online EMA, for the divergence test only
-    avg, best = 0.0, math.inf
+    monitor = DivergenceMonitor(diverge_factor, smooth=smooth, n_points=n_points)
     train_lrs: list[float] = []
     train_losses: list[float] = []
     lrs: list[float] = []
@@ -237,9 +237,7 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
             continue
         lrs.append(lr)
         losses.append(point)
-        avg = point if len(losses) == 1 else alpha * point + (1 - alpha) * avg
-        best = min(best, avg)
-        if avg > diverge_factor * best and len(losses) > 1:
+        if monitor.update(point):
             stop_reason, stop_lr = "diverged", lr
             break
     return dict(lrs=lrs, losses=losses, train_lrs=train_lrs, train_losses=train_losses,
