@@ -289,7 +289,7 @@ def test_seed_004_per_epoch_lr_down_momentum_up(blobs):
 def test_scheduled_momentum_reaches_the_compiled_step(blobs):
     """Epoch 1 with lr 0 and momentum 0: the weights cannot move — unless the train step still
     used epoch 0's momentum (0.9) with its velocity, as a stale compiled step would."""
-    from lrtune.schedules import join, constant
+    from lrtune.schedules import constant, join
 
     x, y = blobs
     model = mlp(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
