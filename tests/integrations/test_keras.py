@@ -133,7 +133,7 @@ def test_find_lr_result_is_the_cores(blobs, tmp_path):
     assert result.verdict == "ok" and 1e-4 < result.suggested_lr < 100.0
     assert result.settings["framework"].endswith(f"({BACKEND})")
     png, js = result.save(tmp_path)
-    assert png.exists() and lk.FinderResult.load(js).lrs == result.lrs
+    assert png.exists() and lk.FinderResult.from_json(js).lrs == result.lrs
 
 
 def test_own_fit_stops_at_num_iters(blobs):
