@@ -19,6 +19,22 @@ BACKEND = keras.backend.backend()
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _global_rngs():
+    """keras.utils.set_random_seed seeds Python's, numpy's and the backend's global RNGs: give
+    them back afterwards, so that other tests do not depend on which ran before."""
+    import random
+
+    states = random.getstate(), np.random.get_state()  # noqa: NPY002 (the global one)
+    torch = sys.modules.get("torch")
+    torch_state = torch.get_rng_state() if torch is not None else None
+    yield
+    random.setstate(states[0])
+    np.random.set_state(states[1])  # noqa: NPY002
+    if torch_state is not None:
+        torch.set_rng_state(torch_state)
+
+
 @pytest.fixture
 def blobs():
     """3 separable classes, 8 features, 100 samples (batches of 32: a partial last one)."""
