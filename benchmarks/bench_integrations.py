@@ -67,13 +67,33 @@ def digits():
     return (data.data / 16.0).astype(np.float32), data.target.astype(np.int32)
 
 
+def _time_hooks(cls, sink: list[float]) -> None:
+    """Add the CPU time of every call of ``cls``'s hooks to ``sink[-1]`` (load-independent:
+    what the callback itself costs, apart from Keras' own work)."""
+    def timer(hook):
+        def timed(self, *a, **k):
+            start = time.process_time()
+            try:
+                return hook(self, *a, **k)
+            finally:
+                sink[-1] += time.process_time() - start
+        return timed
+
+    for name in ("on_train_begin", "on_epoch_begin", "on_train_batch_begin",
+                 "on_train_batch_end", "on_train_end"):
+        setattr(cls, name, timer(getattr(cls, name)))
+
+
 def bench_keras(args) -> dict:
     """find_lr through the Keras callback vs ``model.fit`` on the same N batches."""
     os.environ.setdefault("KERAS_BACKEND", args.keras_backend)
     import keras
     import numpy as np
 
-    from lrtune.integrations.keras import find_lr
+    from lrtune.integrations.keras import LRRangeTest, find_lr
+
+    hooks_cpu: list[float] = []  # CPU seconds spent inside the callback's hooks, per find_lr
+    _time_hooks(LRRangeTest, hooks_cpu)
 
     if keras.backend.backend() == "torch":
         import torch
@@ -92,6 +112,7 @@ def bench_keras(args) -> dict:
     results = {}
 
     def range_test():
+        hooks_cpu.append(0.0)
         results["last"] = find_lr(model, x, y, batch_size=batch, num_iters=n_steps,
                                   shuffle=False, **SWEEP)
 
@@ -102,8 +123,12 @@ def bench_keras(args) -> dict:
     paired(sides, 1)  # warm-up (first-call costs on both sides)
     stopped = results["last"].stop_reason
     assert stopped == "finished" and len(results["last"].train_lrs) == n_steps, stopped
+    del hooks_cpu[:]
     times = paired(sides, args.repeats)
-    return dict(framework=f"keras {keras.__version__}", backend=keras.backend.backend(),
+    hooks_ms = 1e3 * statistics.median(hooks_cpu)
+    fit_ms = 1e3 * statistics.median(times["fit_cpu"])
+    return dict(hooks_cpu_ms=round(hooks_ms, 1), hooks_over_fit=round(hooks_ms / fit_ms, 4),
+                framework=f"keras {keras.__version__}", backend=keras.backend.backend(),
                 case=f"digits MLP 300-100, batch {batch}, SGD, {n_steps} steps",
                 repeats=args.repeats, summary=ratio_summary(times, "find_lr", "fit"),
                 times=times)
@@ -128,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
         tag = name if name != "keras" else f"keras_{out['backend']}"
         (RESULTS / f"integrations_{tag}.json").write_text(json.dumps(out, indent=1))
         print(name, out.get("backend", ""), out["case"])
+        if "hooks_cpu_ms" in out:
+            print(f"  inside the callback's hooks: {out['hooks_cpu_ms']} ms CPU per range test "
+                  f"({100 * out['hooks_over_fit']:.1f} % of the plain fit's CPU time)")
         for clock, s in out["summary"].items():
             print(f"  {clock}: find_lr {s['num_ms']} ms, framework {s['den_ms']} ms, ratio "
                   f"{s['ratio_median']} (IQR {s['ratio_iqr'][0]}-{s['ratio_iqr'][1]})")
