@@ -322,7 +322,12 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
             fit_args.update(epochs=1, steps_per_epoch=num_iters)
         else:
             fit_args.update(epochs=-(-num_iters // per_pass))
-    model.fit(x, y, **fit_args)
+    try:
+        model.fit(x, y, **fit_args)
+    finally:  # on_train_end restores; not when fit was interrupted (an error, Ctrl-C)
+        snapshot = getattr(callback, "snapshot_", None)
+        if snapshot is not None:
+            _restore(snapshot)
     if callback.result is None or not callback.lrs_:
         raise ValueError("x is empty: it yielded no batch")
     return callback.result
