@@ -1,75 +1,123 @@
-"""Overhead of the range test through each framework integration against that framework's own
-plain training loop over the same steps (issue 12, point 6). One function per framework.
+"""Overhead of the range test through each framework integration (one function per framework).
 
-Each comparison is paired: every repeat times both sides back to back, in an order that
-alternates between repeats; the figure is the median over repeats of the per-repeat ratio, with
-its interquartile range as the noise, on wall-clock and on this process's CPU time
-(``time.process_time``, the steadier of the two on a shared CPU).
+For each framework the range test through ``lrtune.integrations.<name>.find_lr`` is timed
+against the framework's own training loop doing the same optimizer steps on the same data
+and network, and against ``lrtune.find_lr`` on the equivalent plain PyTorch code (what the glue
+itself costs). The sweep's range never diverges (checked), so the work is equal.
 
-Keras: ``lrtune.integrations.keras.find_lr`` (N steps, ``restore=True``, analysis included)
-against ``model.fit`` over the same N batches of the same arrays (same order, ``shuffle=False``)
-with the same model and optimizer. The sweep (1e-5 -> 0.1, plain SGD) never stops early
-(checked), so both sides train exactly N steps.
+Paired: every repeat times all contenders back to back, in an order rotating between repeats;
+each ratio reported is the median over repeats of the per-repeat ratio (with its quartiles).
+Times are this process's CPU time (``time.process_time``), steadier than wall time on a shared
+CPU; wall time is stored too.
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --only keras
-    ... --only keras --keras-backend jax
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py
+    ... bench_integrations.py --only skorch --repeats 15
+    KERAS_BACKEND=jax ... bench_integrations.py --only keras   # Keras on JAX (default: torch)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+from common import machine, splits_of
+
+import lrtune
+from lrtune.models import mlp
+
 RESULTS = Path(__file__).resolve().parent / "results"
-SWEEP = dict(start_lr=1e-5, end_lr=0.1)  # plain SGD never diverges in it: equal work
+SWEEP = dict(start_lr=1e-5, end_lr=0.1, mode="exp")  # plain SGD never diverges in this range
 
 
-def paired(sides: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Time every side once per repeat (order alternating); wall and CPU seconds per side."""
-    names = list(sides)
-    times: dict[str, list[float]] = {f"{n}_{c}": [] for n in names for c in ("wall", "cpu")}
+def paired(contenders: dict[str, Callable[[], None]], repeats: int,
+           reset: Callable[[], None] = lambda: None) -> dict:
+    """Time every contender once per repeat (rotating order) after one warm-up run each;
+    ``reset()`` (untimed) runs before each, so every one starts from the same state."""
+    for run in contenders.values():
+        reset()
+        run()
+    names = list(contenders)
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            wall, cpu = time.perf_counter(), time.process_time()
-            sides[name]()
-            times[f"{name}_wall"].append(time.perf_counter() - wall)
-            times[f"{name}_cpu"].append(time.process_time() - cpu)
-    return times
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            reset()
+            t0, c0 = time.perf_counter(), time.process_time()
+            contenders[name]()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {"cpu": cpu, "wall": wall,
+            "median_cpu_ms": {n: 1e3 * float(np.median(t)) for n, t in cpu.items()}}
 
 
-def ratio_summary(times: dict[str, list[float]], num: str, den: str) -> dict[str, dict]:
-    out = {}
-    for clock in ("wall", "cpu"):
-        ratios = [a / b for a, b in zip(times[f"{num}_{clock}"], times[f"{den}_{clock}"],
-                                        strict=True)]
-        q1, _, q3 = statistics.quantiles(ratios, n=4)
-        out[clock] = dict(ratio_median=round(statistics.median(ratios), 4),
-                          ratio_iqr=[round(q1, 4), round(q3, 4)],
-                          num_ms=round(1e3 * statistics.median(times[f"{num}_{clock}"]), 1),
-                          den_ms=round(1e3 * statistics.median(times[f"{den}_{clock}"]), 1))
-    return out
+def ratio(times: dict[str, list[float]], a: str, b: str) -> dict[str, float]:
+    r = np.array(times[a]) / np.array(times[b])
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return {"median": float(med), "q1": float(q1), "q3": float(q3)}
 
 
-def digits():
-    import numpy as np
-    from sklearn.datasets import load_digits
+def bench_skorch(repeats: int, epochs: int = 3, batch_size: int = 32) -> dict:
+    """skorch: ``find_lr(net, X, y)`` vs ``net.partial_fit(X, y, epochs=...)`` over the same
+    steps (digits MLP 64-300-100-10, SGD momentum 0.9, ``train_split=None``, ``verbose=0``),
+    and vs ``lrtune.find_lr`` on the bare module, criterion and optimizer."""
+    from skorch import NeuralNetClassifier
 
-    data = load_digits()
-    return (data.data / 16.0).astype(np.float32), data.target.astype(np.int32)
+    from lrtune.integrations.skorch import find_lr
+
+    splits = splits_of("digits")
+    X, y = splits.train
+    steps = epochs * -(-len(X) // batch_size)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        mlp(splits.in_features, splits.n_outputs, (300, 100)),
+        criterion=torch.nn.CrossEntropyLoss, lr=0.01, optimizer=torch.optim.SGD,
+        optimizer__momentum=0.9, batch_size=batch_size, max_epochs=epochs, train_split=None,
+        verbose=0).initialize()
+    start = copy.deepcopy((net.module_.state_dict(), net.optimizer_.state_dict()))
+
+    def reset() -> None:  # partial_fit trains the net: every contender starts from `start`
+        net.module_.load_state_dict(start[0])
+        net.optimizer_.load_state_dict(start[1])
+        net.history.clear()
+
+    def integration() -> None:
+        res = find_lr(net, X, y, num_iters=steps, **SWEEP)
+        if len(res.train_losses) != steps:
+            raise RuntimeError(f"the sweep stopped early ({res.stop_reason}): unequal work")
+
+    def core() -> None:
+        res = lrtune.find_lr(net.module_, net.optimizer_, net.criterion_, (X, y),
+                             batch_size=batch_size, num_iters=steps, **SWEEP)
+        if len(res.train_losses) != steps:
+            raise RuntimeError(f"the sweep stopped early ({res.stop_reason}): unequal work")
+
+    def skorch_loop() -> None:
+        net.partial_fit(X, y, epochs=epochs)
+
+    times = paired({"integration": integration, "skorch partial_fit": skorch_loop,
+                    "lrtune.find_lr": core}, repeats, reset)
+    return {**times, "steps": steps, "batch_size": batch_size, "repeats": repeats,
+            "cpu_ratios": {
+                "integration/skorch partial_fit": ratio(times["cpu"], "integration",
+                                                        "skorch partial_fit"),
+                "integration/lrtune.find_lr": ratio(times["cpu"], "integration",
+                                                    "lrtune.find_lr")}}
 
 
 def _time_hooks(cls, sink: list[float]) -> None:
-    """Add the CPU time of every call of ``cls``'s hooks to ``sink[-1]`` (load-independent:
-    what the callback itself costs, apart from Keras' own work)."""
+    """Add the CPU time of every call of ``cls``'s hooks to ``sink[-1]``: what the callback
+    itself costs, apart from the framework's own work (load inflates it less than a ratio)."""
     def timer(hook):
         def timed(self, *a, **k):
             start = time.process_time()
@@ -84,82 +132,76 @@ def _time_hooks(cls, sink: list[float]) -> None:
         setattr(cls, name, timer(getattr(cls, name)))
 
 
-def bench_keras(args) -> dict:
-    """find_lr through the Keras callback vs ``model.fit`` on the same N batches."""
-    os.environ.setdefault("KERAS_BACKEND", args.keras_backend)
+def bench_keras(repeats: int, num_iters: int = 300, batch_size: int = 32) -> dict:
+    """Keras 3 (``KERAS_BACKEND``, default torch): ``find_lr(model, X, y)`` vs ``model.fit``
+    over the same batches in the same order (``shuffle=False``), digits MLP 64-300-100-10,
+    plain SGD. Also the CPU time spent inside ``LRRangeTest``'s hooks."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
-    import numpy as np
 
     from lrtune.integrations.keras import LRRangeTest, find_lr
 
-    hooks_cpu: list[float] = []  # CPU seconds spent inside the callback's hooks, per find_lr
+    hooks_cpu: list[float] = []
     _time_hooks(LRRangeTest, hooks_cpu)
-
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-    x, y = digits()
-    n_steps, batch = args.num_iters, 32
-    order = np.concatenate([np.arange(len(x))] * (-(-n_steps * batch // len(x))))
-    xs, ys = x[order][: n_steps * batch], y[order][: n_steps * batch]  # what find_lr trains on
-
+    X, y = splits_of("digits").train
+    X, y = X.numpy(), y.numpy().astype(np.int32)
+    order = np.resize(np.arange(len(X)), num_iters * batch_size)  # find_lr's shuffle=False order
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(300, activation="relu"),
+    model = keras.Sequential([keras.Input((X.shape[1],)),
+                              keras.layers.Dense(300, activation="relu"),
                               keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
     model.compile(optimizer=keras.optimizers.SGD(0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    results = {}
+    start = [np.array(w) for w in model.get_weights()]
 
-    def range_test():
+    def reset() -> None:  # fit trains the model: both contenders start from `start`
+        model.set_weights(start)
+
+    def integration() -> None:
         hooks_cpu.append(0.0)
-        results["last"] = find_lr(model, x, y, batch_size=batch, num_iters=n_steps,
-                                  shuffle=False, **SWEEP)
+        res = find_lr(model, X, y, batch_size=batch_size, num_iters=num_iters, shuffle=False,
+                      start_lr=SWEEP["start_lr"], end_lr=SWEEP["end_lr"])
+        if len(res.train_losses) != num_iters:
+            raise RuntimeError(f"the sweep stopped early ({res.stop_reason}): unequal work")
 
-    def plain_fit():
-        model.fit(xs, ys, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    def keras_fit() -> None:
+        model.fit(X[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
 
-    sides = {"find_lr": range_test, "fit": plain_fit}
-    paired(sides, 1)  # warm-up (first-call costs on both sides)
-    stopped = results["last"].stop_reason
-    assert stopped == "finished" and len(results["last"].train_lrs) == n_steps, stopped
-    del hooks_cpu[:]
-    times = paired(sides, args.repeats)
-    hooks_ms = 1e3 * statistics.median(hooks_cpu)
-    fit_ms = 1e3 * statistics.median(times["fit_cpu"])
-    return dict(hooks_cpu_ms=round(hooks_ms, 1), hooks_over_fit=round(hooks_ms / fit_ms, 4),
-                framework=f"keras {keras.__version__}", backend=keras.backend.backend(),
-                case=f"digits MLP 300-100, batch {batch}, SGD, {n_steps} steps",
-                repeats=args.repeats, summary=ratio_summary(times, "find_lr", "fit"),
-                times=times)
+    times = paired({"integration": integration, "keras fit": keras_fit}, repeats, reset)
+    hooks_ms = 1e3 * float(np.median(hooks_cpu[1:]))  # [0]: the warm-up run
+    backend = keras.backend.backend()
+    return {**times, "tag": f"keras_{backend}", "backend": backend,
+            "keras": keras.__version__, "steps": num_iters, "batch_size": batch_size,
+            "repeats": repeats, "hooks_median_cpu_ms": hooks_ms,
+            "cpu_ratios": {"integration/keras fit": ratio(times["cpu"], "integration",
+                                                          "keras fit")}}
 
 
-FRAMEWORKS: dict[str, Callable[[argparse.Namespace], dict]] = {"keras": bench_keras}
+FRAMEWORKS: dict[str, Callable[[int], dict]] = {"skorch": bench_skorch, "keras": bench_keras}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=list(FRAMEWORKS), action="append",
-                        help="run only this framework (repeatable); default: all")
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--num-iters", type=int, default=300)
-    parser.add_argument("--keras-backend", default="torch", choices=["torch", "jax"])
-    args = parser.parse_args(argv)
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--only", choices=sorted(FRAMEWORKS), help="run one framework's benchmark")
+    p.add_argument("--repeats", type=int, default=15)
+    args = p.parse_args()
+    torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
-    for name in args.only or list(FRAMEWORKS):
-        out = FRAMEWORKS[name](args)
-        out["machine"] = dict(python=platform.python_version(), processor=platform.processor(),
-                              cpus=os.cpu_count(), omp=os.environ.get("OMP_NUM_THREADS"))
-        tag = name if name != "keras" else f"keras_{out['backend']}"
+    for name in [args.only] if args.only else list(FRAMEWORKS):
+        out = {"framework": name, "machine": machine(), **FRAMEWORKS[name](args.repeats)}
+        tag = out.pop("tag", name)  # keras: one file per backend
         (RESULTS / f"integrations_{tag}.json").write_text(json.dumps(out, indent=1))
-        print(name, out.get("backend", ""), out["case"])
-        if "hooks_cpu_ms" in out:
-            print(f"  inside the callback's hooks: {out['hooks_cpu_ms']} ms CPU per range test "
-                  f"({100 * out['hooks_over_fit']:.1f} % of the plain fit's CPU time)")
-        for clock, s in out["summary"].items():
-            print(f"  {clock}: find_lr {s['num_ms']} ms, framework {s['den_ms']} ms, ratio "
-                  f"{s['ratio_median']} (IQR {s['ratio_iqr'][0]}-{s['ratio_iqr'][1]})")
+        print(f"## {name}: {out['steps']} steps, batch {out['batch_size']}, "
+              f"{out['repeats']} paired repeats (CPU time)")
+        for contender, ms in out["median_cpu_ms"].items():
+            print(f"  {contender:<22} {ms:8.1f} ms")
+        if "hooks_median_cpu_ms" in out:
+            print(f"  inside LRRangeTest's hooks: {out['hooks_median_cpu_ms']:.1f} ms")
+        for pair, r in out["cpu_ratios"].items():
+            print(f"  {pair:<40} median {r['median']:.3f} (IQR {r['q1']:.3f}-{r['q3']:.3f})")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -148,10 +148,14 @@ def _kill_when(out: Path, proc: subprocess.Popen, min_epoch: int, report: dict) 
         time.sleep(0.01)
 
 
-def test_kill_9_and_resume_equals_a_straight_run(tmp_path):
+@pytest.mark.parametrize("extra", [
+    [],
+    ["--precision", "16-mixed", "--clip-grad-norm", "1.0", "--accumulation-steps", "2"],
+], ids=["fp32", "fp16-scaler-clip-accumulate"])
+def test_kill_9_and_resume_equals_a_straight_run(tmp_path, extra):
     """A real ``kill -9`` mid-run, then ``--resume``: weights and history bit-identical."""
     common = ["--epochs", "6", "--lr", "0.05", "--momentum", "0.9", "--batch-size", "8",
-              "--patience", "4", "--verbose", "0"]
+              "--patience", "4", "--verbose", "0", *extra]
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "lrtune", "train", *common, "--out", str(killed)]

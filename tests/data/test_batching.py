@@ -55,7 +55,7 @@ def test_as_batches_accepts_pairs_and_any_dataloader():
     assert isinstance(wrapped, TensorBatches)
     assert len(wrapped) == 2
     assert as_batches(wrapped, 8) is wrapped
-    with pytest.raises(TypeError, match="DataLoader or an \\(X, y\\) pair of tensors, got dict"):
+    with pytest.raises(TypeError, match=r"or an \(X, y\) pair of tensors, got dict"):
         as_batches({"X": X}, 4)
 
 

@@ -227,7 +227,7 @@ def test_bad_arguments(blobs, small_net, kwargs, message):
 
 def test_bad_data_type(small_net):
     opt = torch.optim.SGD(small_net.parameters(), lr=0.1)
-    with pytest.raises(TypeError, match="DataLoader or an"):
+    with pytest.raises(TypeError, match="DataLoader, an iterable of batches or an"):
         find_lr(small_net, opt, nn.CrossEntropyLoss(), "not data")
 
 

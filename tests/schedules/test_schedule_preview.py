@@ -79,6 +79,21 @@ def test_torch_wrapper_is_an_lr_scheduler_and_resumes():
         again.step(3)
 
 
+def test_torch_wrapper_last_epoch_means_what_it_means_to_torch():
+    # torch's LambdaLR built with last_epoch=k writes the value of step k + 1; so do we
+    lam = cosine(0.1, steps=10)
+    for last_epoch in (-1, 0, 4):
+        theirs_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        theirs_opt.param_groups[0]["initial_lr"] = 1.0  # torch needs it to resume
+        theirs = torch.optim.lr_scheduler.LambdaLR(theirs_opt, lam, last_epoch=last_epoch)
+        ours_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        ours = TorchScheduler(ours_opt, lam, last_epoch=last_epoch)
+        assert ours.last_epoch == theirs.last_epoch == last_epoch + 1
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+    with pytest.raises(ValueError, match="last_epoch must be an integer >= -1, got -2"):
+        TorchScheduler(ours_opt, lam, last_epoch=-2)
+
+
 def test_applier_values_are_what_preview_shows():
     scheds = named_schedule("cyclic", lr=0.1, total_steps=60)
     preview = schedule_values(scheds, 60)

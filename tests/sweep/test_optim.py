@@ -54,18 +54,27 @@ def test_spec_reads_names_classes_and_instances():
 
 @pytest.mark.parametrize(("optimizer", "kwargs", "message"), [
     ("rmsprop", {}, "unknown optimizer 'rmsprop'"),
-    (torch.optim.RMSprop, {}, "supports SGD, Adam and AdamW, got RMSprop"),
-    (torch.optim.Adam, {"amsgrad": True}, "amsgrad=True"),
-    (torch.optim.SGD, {"maximize": True}, "maximize"),
     (42, {}, "optimizer must be"),
 ])
-def test_unsupported_optimizers_are_named(optimizer, kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_bad_optimizers_are_named(optimizer, kwargs, message):
+    with pytest.raises(ValueError, match=message):
         optim_spec(optimizer, kwargs)
 
 
-def test_param_groups_with_different_settings_are_refused():
+@pytest.mark.parametrize(("optimizer", "kwargs"), [
+    (torch.optim.RMSprop, {}),
+    (torch.optim.Adam, {"amsgrad": True}),
+    (torch.optim.SGD, {"maximize": True}),
+])
+def test_updates_the_stacked_engines_lack_are_generic(optimizer, kwargs):
+    spec = optim_spec(optimizer, kwargs)
+    assert spec.kind == "generic" and not spec.vectorisable and spec.cls is optimizer
+
+
+def test_param_groups_with_different_settings_are_generic():
     a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "momentum": 0.9}], lr=0.1)
-    with pytest.raises(ValueError, match="2 param groups differ"):
-        optim_spec(opt)
+    spec = optim_spec(opt)
+    assert spec.kind == "generic" and [g["momentum"] for g in spec.groups] == [0.0, 0.9]
+    built = spec.build([[a], [b]], 0.5, [1.0, 0.1])
+    assert [g["lr"] for g in built.param_groups] == [0.5, 0.05]

@@ -2,10 +2,12 @@ import math
 
 import pytest
 import torch
+import torchmetrics
 from conftest import make_model
 from torch import nn
 
-from lrtune.training import Callback, EarlyStopping, Trainer
+from lrtune.training import Callback, Checkpoint, EarlyStopping, Trainer
+from lrtune.training.metrics import resolve_metrics
 
 
 class FakeTrainer:
@@ -131,3 +133,63 @@ def test_restore_best_weights_however_training_ends(data, ending):
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(value, keep.weights[name]), name
     assert "restored the weights of epoch 3 (valid_loss 1)" in trainer.messages
+
+
+def test_valid_r2_is_maximised_and_the_best_epoch_restored():
+    # the case: R² rose 0.463 -> 0.547 and the name-guessed "min" kept the worst epoch
+    es = EarlyStopping("valid_r2", patience=1, restore_best_weights=True)
+    trainer = FakeTrainer()
+    trainer.metrics = resolve_metrics(["r2"])
+    es.on_train_begin(trainer, {})
+    assert es.mode == "max"
+    for epoch, r2 in enumerate([0.463, 0.50, 0.547, 0.52, 0.51], start=1):
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.fill_(epoch)  # the weights say which epoch they are from
+        es.on_epoch_end(trainer, {"epoch": epoch, "valid_r2": r2})
+        if trainer.should_stop:
+            break
+    es.on_train_end(trainer, {})
+    assert (es.stopped_epoch_, es.best_epoch_, es.best_) == (4, 3, 0.547)
+    assert all(torch.all(p == 3) for p in trainer.model.parameters())
+    assert "restored the weights of epoch 3 (valid_r2 0.547)" in trainer.messages
+
+
+def test_auto_mode_of_a_custom_metric_comes_from_the_trainer_at_train_begin():
+    def agreement(output, target):
+        return (output.argmax(dim=1) == target).float().mean()
+
+    es = EarlyStopping("valid_agreement", patience=0)
+    assert es.mode is None  # a custom metric's direction is only known at train begin
+    trainer = FakeTrainer()
+    trainer.metrics = resolve_metrics({"agreement": agreement})
+    with pytest.raises(ValueError, match="cannot tell whether 'valid_agreement' is better high "
+                                         "or low; pass mode='min' or mode='max'"):
+        es.on_train_begin(trainer, {})
+    agreement.higher_is_better = True
+    trainer.metrics = resolve_metrics({"agreement": agreement})
+    es.on_train_begin(trainer, {})
+    assert es.mode == "max"
+    # the metric object outranks the name table: a torchmetrics R² logged as "error" is max
+    trainer.metrics = resolve_metrics({"error": torchmetrics.R2Score()})
+    es = EarlyStopping("valid_error")
+    assert es.mode == "min"
+    es.on_train_begin(trainer, {})
+    assert (es.mode, es.best_) == ("max", -math.inf)
+    assert EarlyStopping("valid_agreement", mode="min").mode == "min"
+
+
+def test_unknown_monitor_that_no_metric_can_explain_fails_at_construction(tmp_path):
+    for make in (EarlyStopping, lambda m: Checkpoint(tmp_path, monitor=m)):
+        with pytest.raises(ValueError, match="cannot tell whether 'score' is better high or "
+                                             "low; pass mode='min' or mode='max'"):
+            make("score")
+
+
+def test_checkpoint_resolves_auto_mode_against_the_trainer_metrics(tmp_path):
+    ckpt = Checkpoint(tmp_path, monitor="valid_auroc")
+    assert ckpt.mode == "max"
+    trainer = FakeTrainer()
+    trainer.metrics = resolve_metrics({"auroc": torchmetrics.MeanSquaredError()})
+    ckpt.on_train_begin(trainer, {})
+    assert (ckpt.mode, ckpt.best_) == ("min", math.inf)

@@ -68,6 +68,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"], default="32",
+                   help="32 (default), bf16-mixed or 16-mixed (autocast; a GradScaler for 16)")
+    p.add_argument("--clip-grad-norm", type=positive_float, default=None, metavar="MAX",
+                   help="clip the gradients' total norm to MAX before each optimizer step")
 
 
 def build_setup(args):
@@ -110,6 +114,7 @@ def run(args) -> int:
         start_lr=args.start_lr, end_lr=args.end_lr,
         num_iters=args.num_iters, mode=args.mode, batch_size=args.batch_size, smooth=args.smooth,
         diverge_factor=args.diverge_factor, accumulation_steps=args.accumulation_steps,
+        precision=args.precision, clip_grad_norm=args.clip_grad_norm,
         val_data=splits.valid if args.validate else None, val_every=args.val_every, rule=rule,
         seed=args.seed, device=device,
     )

@@ -35,7 +35,8 @@ EPOCH_SCHEDULES = ("linear", "step", "plateau")  # seed 004 adjusts per epoch; o
 RESUME_SETTINGS = ("dataset", "model", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                    "batch_size",
                    "seed", "schedule", "interval", "lr_end", "momentum_end", "augment",
-                   "plateau_factor", "plateau_patience")
+                   "plateau_factor", "plateau_patience", "precision", "clip_grad_norm",
+                   "accumulation_steps")
 
 
 def lr_argument(text: str) -> float | str:
@@ -65,6 +66,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--plateau-factor", type=float, default=0.1)
     p.add_argument("--plateau-patience", type=int, default=2)
     p.add_argument("--epochs", type=positive_int, default=10, help="total epochs (default 10)")
+    p.add_argument("--accumulation-steps", type=positive_int, default=1, metavar="K",
+                   help="micro-batches per optimizer step (default 1)")
     p.add_argument("--patience", type=positive_int, default=None,
                    help="early stopping on the valid loss after this many epochs without "
                         "improvement; the best weights are restored")
@@ -157,7 +160,8 @@ def run_training(args) -> dict:
         shutil.rmtree(out / "tensorboard")  # a fresh run must not mix its curves with old ones
     trainer = Trainer(net, optimizer, loss_fn, metrics=["accuracy"] if classification else None,
                       callbacks=callbacks, schedules=schedules, augment=augment, device=device,
-                      verbose=args.verbose)
+                      verbose=args.verbose, precision=args.precision,
+                      clip_grad_norm=args.clip_grad_norm)
     if args.verbose and main:
         batch = f"{args.batch_size}" if world == 1 else \
             f"{args.batch_size} per process x {world} = {args.batch_size * world}"
@@ -167,7 +171,7 @@ def run_training(args) -> dict:
     failure = None
     try:
         trainer.fit(splits.train, splits.valid, epochs=args.epochs, batch_size=args.batch_size,
-                    resume=state, seed=args.seed)
+                    accumulation_steps=args.accumulation_steps, resume=state, seed=args.seed)
     except NonFiniteLossError as exc:
         failure = exc
     summary = {
@@ -217,7 +221,8 @@ def _range_test_lr(args, splits, model, optimizer, loss_fn, device, out: Path) -
     from lrtune.finder import find_lr
 
     result = find_lr(model, optimizer, loss_fn, splits.train, batch_size=args.batch_size,
-                     seed=args.seed, device=device)  # the same result on every rank
+                     seed=args.seed, device=device, precision=args.precision,
+                     clip_grad_norm=args.clip_grad_norm)  # the same result on every rank
     main = distributed.is_main()
     png = out / "lr_find" / "lr_find.png"
     if main:

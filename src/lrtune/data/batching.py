@@ -127,14 +127,24 @@ class TensorBatches:
 
 def as_batches(data, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last=False,
                rank: int = 0, world_size: int = 1):
-    """Accept a ``DataLoader`` (returned as is) or an ``(X, y)`` pair (wrapped in TensorBatches,
-    sharded as ``rank`` of ``world_size``)."""
+    """Accept a ``DataLoader`` or any other re-iterable of batches (returned as is), or an
+    ``(X, y)`` pair of tensors (wrapped in TensorBatches, sharded as ``rank`` of ``world_size``).
+    """
     if isinstance(data, DataLoader | TensorBatches):
         return data
-    if isinstance(data, tuple | list) and len(data) == 2:
+    if isinstance(data, tuple | list) and len(data) == 2 and all(
+            isinstance(t, torch.Tensor) for t in data):
         X, y = data
         return TensorBatches(X, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                              rank=rank, world_size=world_size)
-    raise TypeError(
-        f"data must be a torch DataLoader or an (X, y) pair of tensors, got {type(data).__name__}"
-    )
+    if isinstance(data, torch.Tensor | str | bytes | dict) or not hasattr(data, "__iter__"):
+        raise TypeError(
+            f"data must be a DataLoader, an iterable of batches or an (X, y) pair of tensors, "
+            f"got {type(data).__name__}"
+        )
+    if iter(data) is data:
+        raise TypeError(
+            f"data is a one-shot iterator ({type(data).__name__}); pass something that can be "
+            "iterated again each pass, such as a DataLoader or a list of batches"
+        )
+    return data

@@ -18,6 +18,9 @@ from lrtune.finder import suggest
 from lrtune.finder.divergence import DivergenceMonitor
 from lrtune.finder.result import FinderResult
 from lrtune.finder.snapshot import Snapshot
+from lrtune.steps import Step, StepRunner, batch_size_of
+
+MAX_SKIPPED_STEPS = 64  # consecutive GradScaler skips before the sweep gives up (non_finite)
 
 
 def lr_at(step: int, *, start_lr: float, end_lr: float, num_iters: int, mode: str) -> float:
@@ -77,19 +80,16 @@ def _endless(batches) -> Iterator:
             raise ValueError("data is empty: it yielded no batch")
 
 
-def _to(batch, device):
-    x, y = batch[0], batch[1]
-    if x.device == device and y.device == device:  # skip two dispatcher calls per step
-        return x, y
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-
 def find_lr(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    data,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    data=None,
     *,
+    step: Step | None = None,
+    precision: str = "32",
+    clip_grad_norm: float | None = None,
+    clip_grad_value: float | None = None,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
     num_iters: int = 300,
@@ -115,8 +115,16 @@ def find_lr(
 
     Args:
         model, optimizer, loss_fn: as in a training loop; ``loss_fn(model(x), y)``.
-        data: a ``DataLoader`` or an ``(X, y)`` pair of tensors (batched in memory with
-            ``batch_size`` in a seeded order). Iteration wraps around when one pass is too short.
+        data: a ``DataLoader`` (or any re-iterable of batches) or an ``(X, y)`` pair of tensors
+            (batched in memory with ``batch_size`` in a seeded order). Iteration wraps around
+            when one pass is too short.
+        step: ``step(model, batch) -> loss`` (or a mapping/object with ``loss``) for batches of
+            any shape and models that compute their own loss (see :mod:`lrtune.steps`);
+            ``loss_fn`` may then be ``None``.
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (autocast; a ``GradScaler``
+            for 16-bit: a step it skips is not a point of the curve and does not advance the
+            rate).
+        clip_grad_norm, clip_grad_value: gradient clipping before each optimizer step.
         start_lr, end_lr, num_iters, mode: the sweep.
         smooth: smoothing window as a fraction of the sweep's points (0 turns it off).
         diverge_factor: stop once the smoothed loss exceeds this multiple of its best.
@@ -146,7 +154,12 @@ def find_lr(
                 accumulation_steps, val_every)
     if rule not in suggest.RULES:
         raise ValueError(f"rule must be one of {', '.join(suggest.RULES)}, got {rule!r}")
-    groups = optimizer.param_groups
+    if data is None:
+        raise TypeError("find_lr needs data: a DataLoader, an iterable of batches or (X, y)")
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        raise ValueError(f"optimizer must be a torch optimizer with param groups, got "
+                         f"{type(optimizer).__name__}")
     base = float(groups[0]["lr"])
     if base <= 0:
         raise ValueError(f"the first param group's lr must be > 0 to keep group ratios, got {base}")
@@ -155,20 +168,22 @@ def find_lr(
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
+    runner = StepRunner(model, optimizer, step, loss_fn, device=device, precision=precision,
+                        clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value)
 
     world = distributed.world_size()
     batches = _endless(as_batches(data, batch_size, shuffle=True, seed=seed,
                                   rank=distributed.rank(), world_size=world))
     val_batches = None
     if val_data is not None:
-        val_batches = [_to(b, device) for b in as_batches(distributed.shard_pair(val_data),
-                                                          batch_size, shuffle=False)]
+        val_batches = list(as_batches(distributed.shard_pair(val_data), batch_size,
+                                      shuffle=False))
         if not distributed.all_reduce(torch.tensor(len(val_batches)), "sum").item():
             raise ValueError("val_data is empty: it yielded no batch")
 
     snapshot = Snapshot(model, optimizer) if restore else None
     try:
-        curve = _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device,
+        curve = _sweep(runner, batches, val_batches, ratios,
                        start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode,
                        smooth=smooth, diverge_factor=diverge_factor, val_every=val_every,
                        accumulation_steps=accumulation_steps)
@@ -179,13 +194,15 @@ def find_lr(
                     batch_size=batch_size, smooth=smooth, diverge_factor=diverge_factor,
                     val_every=val_every if val_data is not None else None,
                     accumulation_steps=accumulation_steps, seed=seed,
-                    optimizer=type(optimizer).__name__)
+                    optimizer=type(optimizer).__name__, precision=runner.precision,
+                    step="default" if runner.is_default else "custom")
     return analyse(curve, rule=rule, smooth=smooth, settings=settings)
 
 
-def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, start_lr, end_lr,
-           num_iters, mode, smooth, diverge_factor, val_every, accumulation_steps) -> dict:
+def _sweep(runner: StepRunner, batches, val_batches, ratios, *, start_lr, end_lr, num_iters,
+           mode, smooth, diverge_factor, val_every, accumulation_steps) -> dict:
     """The loop itself. Returns the raw curves and why it stopped."""
+    model, optimizer = runner.model, runner.optimizer
     groups = optimizer.param_groups
     n_points = num_iters if val_batches is None else -(-num_iters // val_every)
     monitor = DivergenceMonitor(diverge_factor, smooth=smooth, n_points=n_points)
@@ -195,25 +212,17 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
     losses: list[float] = []
     stop_reason, stop_lr = "finished", lr_at(num_iters - 1, start_lr=start_lr, end_lr=end_lr,
                                              num_iters=num_iters, mode=mode)
-    sharded = distributed.is_distributed()
     rates = [lr_at(i, start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode)
              for i in range(num_iters)]
     group_ratios = list(zip(groups, ratios, strict=True))
     model.train()
-    for step, lr in enumerate(rates):
+    step, skipped = 0, 0
+    while step < num_iters:
+        lr = rates[step]
         for group, ratio in group_ratios:
             group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
-        if sharded:
-            train_loss = _sharded_step(model, loss_fn, batches, device, accumulation_steps)
-        else:
-            total = 0.0
-            for _ in range(accumulation_steps):
-                x, y = _to(next(batches), device)
-                loss = loss_fn(model(x), y)
-                (loss / accumulation_steps if accumulation_steps > 1 else loss).backward()
-                total += loss.item()
-            train_loss = total / accumulation_steps
+        train_loss = _train_step(runner, batches, accumulation_steps)
         if not math.isfinite(train_loss):
             if step == 0:
                 raise FloatingPointError(
@@ -222,14 +231,21 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
                 )
             stop_reason, stop_lr = "non_finite", lr
             break
-        optimizer.step()
+        if not runner.optimizer_step():  # the GradScaler skipped it: not a point, same rate
+            skipped += 1
+            if skipped >= MAX_SKIPPED_STEPS:
+                stop_reason, stop_lr = "non_finite", lr
+                break
+            continue
+        skipped = 0
         train_lrs.append(lr)
         train_losses.append(train_loss)
+        step += 1
 
         if val_batches is None:
             point = train_loss
-        elif step % val_every == 0 or step == num_iters - 1:
-            point = _evaluate(model, loss_fn, val_batches)
+        elif (step - 1) % val_every == 0 or step == num_iters:
+            point = _evaluate(runner, val_batches)
             if not math.isfinite(point):
                 stop_reason, stop_lr = "non_finite", lr
                 break
@@ -245,33 +261,46 @@ def _sweep(model, optimizer, loss_fn, batches, val_batches, ratios, device, *, s
                 monitor="train" if val_batches is None else "valid")
 
 
-def _sharded_step(model, loss_fn, batches, device, accumulation_steps: int) -> float:
-    """Forward/backward of one optimizer step on this rank's micro-batches; returns the step's
-    loss over all ranks (their sample-weighted mean: one small all-reduce per step).
+def _train_step(runner: StepRunner, batches, accumulation_steps: int) -> float:
+    """Forward/backward of one optimizer step's micro-batches; returns the step's loss.
 
-    DDP averages the gradients in the last micro-batch's backward only (``no_sync`` before it).
+    Under ``torch.distributed`` that loss is the sample-weighted mean over all ranks (one small
+    all-reduce per step), and DDP averages the gradients in the last micro-batch's backward only
+    (``no_sync`` before it).
     """
-    sums = torch.zeros(2, dtype=torch.float64)
+    model = runner.model
+    sharded = distributed.is_distributed()
+    scale = 1.0 / accumulation_steps
+    if not sharded and accumulation_steps == 1:  # the default path: one sync, nothing else
+        result = runner.forward(next(batches))
+        runner.backward(result.loss)
+        return result.loss.item()
+    sums = [0.0, 0]
     for i in range(accumulation_steps):
-        x, y = _to(next(batches), device)
+        batch = next(batches)
         last = i == accumulation_steps - 1
-        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
-            loss = loss_fn(model(x), y)
-            (loss / accumulation_steps).backward() if accumulation_steps > 1 else loss.backward()
-        sums[0] += loss.item() * len(y)
-        sums[1] += len(y)
-    total, count = distributed.all_reduce(sums, "sum").tolist()
-    return total / count if count else math.nan
+        quiet = sharded and not last and hasattr(model, "no_sync")
+        with model.no_sync() if quiet else contextlib.nullcontext():
+            result = runner.forward(batch)
+            runner.backward(result.loss, scale)
+        size = batch_size_of(result, batch) if sharded else 1
+        sums[0] += result.loss.item() * size
+        sums[1] += size
+    if sharded:
+        sums = distributed.all_reduce(torch.tensor(sums, dtype=torch.float64), "sum").tolist()
+    return sums[0] / sums[1] if sums[1] else math.nan
 
 
 @torch.no_grad()
-def _evaluate(model, loss_fn, val_batches) -> float:
-    net = distributed.unwrap(model)  # no DDP collectives: ranks may hold different batch counts
+def _evaluate(runner: StepRunner, val_batches) -> float:
+    net = distributed.unwrap(runner.model)  # no DDP collectives: ranks may hold different counts
     net.eval()
     total, count = 0.0, 0
-    for x, y in val_batches:
-        total += loss_fn(net(x), y).item() * len(y)
-        count += len(y)
+    for batch in val_batches:
+        result = runner.forward(batch, model=net)
+        size = batch_size_of(result, batch)
+        total += result.loss.item() * size
+        count += size
     net.train()
     if distributed.is_distributed():
         total, count = distributed.all_reduce(

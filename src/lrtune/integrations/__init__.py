@@ -1,5 +1,1 @@
-"""Thin entry points for other training frameworks, one module each.
-
-Each module imports its framework when it is imported (never this package), and says which
-extra to install when the framework is missing, e.g. ``pip install 'lrtune[keras]'``.
-"""
+"""Thin adapters from other training frameworks to lrtune's core (one module per framework)."""

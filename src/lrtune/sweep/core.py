@@ -12,9 +12,10 @@ from torch import nn
 
 from lrtune.data.batching import as_batches
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
-from lrtune.sweep.engines import make_engine
-from lrtune.sweep.losses import correct_counts, correct_rows, per_copy_loss, resolve_metric
-from lrtune.sweep.optim import optim_spec
+from lrtune.steps import Step, check_precision, resolve_step, run_step, target_of, to_device
+from lrtune.sweep.engines import Training, make_engine
+from lrtune.sweep.losses import correct_counts, correct_rows, resolve_metric
+from lrtune.sweep.optim import layout_of, optim_spec
 from lrtune.sweep.result import SweepResult, choose, default_tolerance, paired_tolerances
 
 
@@ -63,10 +64,14 @@ def _seeded(seed: int, device: torch.device):
 def sweep(
     model: nn.Module | Callable[[], nn.Module],
     optimizer,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    train,
-    valid,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    train=None,
+    valid=None,
     *,
+    step: Step | None = None,
+    precision: str = "32",
+    clip_grad_norm: float | None = None,
+    clip_grad_value: float | None = None,
     lrs: Sequence[float] | None = None,
     bracket: tuple[float, float] | None = None,
     k: int = 8,
@@ -99,10 +104,17 @@ def sweep(
     Args:
         model: a module (its current weights are the start; it is not modified) or a factory
             called once, under ``torch.manual_seed(seed)``.
-        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, a torch optimizer class or instance
-            (SGD with momentum/dampening/Nesterov/weight decay, Adam, AdamW); its lr is ignored.
-        loss_fn: ``loss_fn(output, target)`` with mean reduction.
-        train, valid: ``(X, y)`` tensor pairs or DataLoaders.
+        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, a torch optimizer class or instance.
+            A candidate rate is the first param group's; every other group keeps its ratio to
+            it (an instance built on ``model``). SGD, Adam and AdamW (one set of settings) are
+            vectorised; any other optimizer trains the copies one after another.
+        loss_fn: ``loss_fn(output, target)`` with mean reduction (``None`` with ``step``).
+        train, valid: ``(X, y)`` tensor pairs, DataLoaders or re-iterables of batches.
+        step: ``step(model, batch)`` as in :func:`lrtune.find_lr` (see :mod:`lrtune.steps`);
+            the copies then train one after another. Accuracy needs the step's ``output``.
+        precision: ``"32"``, ``"bf16-mixed"`` (autocast, all engines) or ``"16-mixed"``
+            (a GradScaler per copy; sequential).
+        clip_grad_norm, clip_grad_value: per-copy gradient clipping before each step.
         lrs: the candidate rates; or ``bracket=(lo, hi)`` and ``k`` for k log-spaced rates.
         epochs, steps: the budget (exactly one).
         batch_size: training batch size (``(X, y)`` data is shuffled with ``seed``).
@@ -146,6 +158,10 @@ def sweep(
     spec = optim_spec(optimizer, opt_kwargs)
     if not isinstance(model, nn.Module) and not callable(model):
         raise ValueError(f"model must be an nn.Module or a factory, got {type(model).__name__}")
+    if train is None or valid is None:
+        raise TypeError("sweep needs train and valid data")
+    resolve_step(step, loss_fn)  # one clear error before anything is built
+    precision = check_precision(precision)
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
@@ -157,21 +173,32 @@ def sweep(
             first = next(net.parameters(), None)
             dev = first.device if first is not None else torch.device("cpu")
         net = net.to(dev) if next(net.parameters(), torch.empty(0)).device != dev else net
+        layout = layout_of(net, optimizer)
+        training = Training(loss_fn, step, precision, clip_grad_norm, clip_grad_value, dev)
         batches = as_batches(train, batch_size, shuffle=True, seed=seed)
-        per_epoch = len(batches)
+        per_epoch = len(batches) if hasattr(batches, "__len__") else None
+        if per_epoch is None:
+            raise ValueError("train data must have a length (a DataLoader, a list of batches "
+                             "or (X, y)): the budget is counted in epochs of it")
         if per_epoch == 0:
             raise ValueError("train data is empty: it yielded no batch")
         total = steps if steps is not None else epochs * per_epoch
-        valid_batches = [(x.to(dev), y.to(dev))
-                         for x, y, *_ in as_batches(valid, eval_batch_size, shuffle=False)]
+        valid_batches = [to_device(b, dev)
+                         for b in as_batches(valid, eval_batch_size, shuffle=False)]
         if not valid_batches:
             raise ValueError("valid data is empty: it yielded no batch")
-        n_valid = sum(len(y) for _, y in valid_batches)
-        metric_name = resolve_metric(metric, valid_batches[0][1])
+        probe = _probe_step(net, training, valid_batches[0])
+        n_valid = sum(len(_target(b)) for b in valid_batches)
+        metric_name = resolve_metric(metric, probe.target)
+        if metric == "auto" and probe.output is None:  # a step that returns its loss only
+            metric_name = "loss"
+        if metric_name == "accuracy" and probe.output is None:
+            raise ValueError("metric='accuracy' needs the step to return the output "
+                             "({'loss': ..., 'output': ..., 'target': ...})")
         stream = _endless(batches)
-        first_x, first_y, *_ = next(stream)
-        eng, fallback = make_engine(engine, net, spec, candidates, first_x.to(dev))
-        curves = _train(eng, loss_fn, stream, (first_x, first_y), valid_batches, dev,
+        first = next(stream)
+        eng, fallback = make_engine(engine, net, spec, candidates, first, layout, training)
+        curves = _train(eng, stream, first, valid_batches, dev,
                         k=len(candidates), total=total, per_epoch=per_epoch,
                         accuracy=metric_name == "accuracy")
         weights = eng.weights() if keep_weights else None
@@ -195,7 +222,9 @@ def sweep(
                            tolerance=tolerance)
     settings = dict(optimizer=spec.describe(), batch_size=batch_size, seed=seed,
                     epochs=epochs, steps=total, steps_per_epoch=per_epoch, n_valid=n_valid,
-                    device=str(dev))
+                    device=str(dev), precision=precision,
+                    step="custom" if step is not None else "default",
+                    group_ratios=list(layout.ratios))
     return SweepResult(
         lrs=candidates, metric=metric_name, steps=curves["steps"], epochs=curves["epochs"],
         train_loss=curves["train_loss"], train_metric=curves["train_metric"],
@@ -207,7 +236,28 @@ def sweep(
     )
 
 
-def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epoch,
+def _probe_step(net: nn.Module, training: Training, batch):
+    """One evaluation step of the model itself, to see what the step yields (output, target);
+    the RNG and the train mode are left as they were."""
+    was = net.training
+    net.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            runner = training.runner(net)
+            return run_step(runner.step_fn, net, batch)
+    finally:
+        net.train(was)
+
+
+def _target(batch):
+    target = target_of(batch)
+    if not isinstance(target, torch.Tensor):
+        raise ValueError("the sweep needs the target in each validation batch: (x, y) pairs or "
+                         "mappings with 'labels'")
+    return target
+
+
+def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
            accuracy: bool) -> dict:
     """The loop: one step of every live copy per batch; a point of the curves per epoch."""
     curves: dict = {key: [[] for _ in range(k)] for key in
@@ -220,10 +270,8 @@ def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epo
     for step in range(total):
         if step > 0:
             batch = next(stream)
-        x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
         alive = torch.tensor(eng.alive, device=dev)
-        out = eng.forward(x, train=True)
-        losses = per_copy_loss(loss_fn, out, y)
+        losses, out, y = eng.losses(batch, train=True)
         detached = losses.detach()
         ok = torch.isfinite(detached)
         ok_list = ok.tolist()
@@ -232,13 +280,13 @@ def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epo
                 curves["diverged_step"][eng.alive[pos]] = step
         n = len(y)
         loss_sum.index_add_(0, alive, torch.where(ok, detached, 0).double() * n)
-        if accuracy:
+        if accuracy and out is not None:
             metric_sum.index_add_(0, alive, correct_counts(out.detach(), y).double())
         seen += n
         eng.update(losses, ok_list)
         last = step + 1 == total or not eng.alive
         if (step + 1) % per_epoch == 0 or last:
-            _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, step + 1,
+            _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, step + 1,
                     per_epoch, accuracy, last)
             loss_sum.zero_()
             metric_sum.zero_()
@@ -248,12 +296,12 @@ def _train(eng, loss_fn, stream, first, valid_batches, dev, *, k, total, per_epo
     return curves
 
 
-def _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, steps_done,
+def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
             per_epoch, accuracy, last) -> None:
     k = len(curves["train_loss"])
     curves["steps"].append(steps_done)
     curves["epochs"].append(round(steps_done / per_epoch, 6))
-    v_loss, v_metric, correct = _evaluate(eng, loss_fn, valid_batches, accuracy)
+    v_loss, v_metric, correct = _evaluate(eng, valid_batches, accuracy)
     live = {orig: pos for pos, orig in enumerate(eng.alive)}
     if last and correct is not None:
         curves["final_correct"] = {orig: correct[pos] for orig, pos in live.items()}
@@ -272,19 +320,19 @@ def _record(curves, eng, loss_fn, valid_batches, loss_sum, metric_sum, seen, ste
 
 
 @torch.no_grad()
-def _evaluate(eng, loss_fn, valid_batches, accuracy: bool):
+def _evaluate(eng, valid_batches, accuracy: bool):
     """Validation loss, accuracy, and per-sample correctness ``(K, n)`` of every live copy."""
     if not eng.alive:
         return [], [], None
     n = len(eng.alive)
-    dev = valid_batches[0][0].device
+    dev = eng.training.device
     loss = torch.zeros(n, dtype=torch.float64, device=dev)
     correct = torch.zeros(n, dtype=torch.float64, device=dev)
     count = 0
     rows = []
-    for x, y in valid_batches:
-        out = eng.forward(x, train=False)
-        loss += per_copy_loss(loss_fn, out, y).double() * len(y)
+    for batch in valid_batches:
+        losses, out, y = eng.losses(batch, train=False)
+        loss += losses.double() * len(y)
         if accuracy:
             hits = correct_rows(out, y)
             rows.append(hits)

@@ -6,8 +6,10 @@
 - ``vmap``: any module ``torch.func.vmap`` can batch (Conv, BatchNorm, pooling ...):
   ``functional_call`` over stacked parameters and buffers, the batch shared (``in_dims=(0, 0,
   None)``), dropout with ``randomness="same"``.
-- ``sequential``: K real modules and K torch optimizers, one after another; the fallback for
-  modules that cannot be vectorised, with the same results.
+- ``sequential``: K real modules and K torch optimizers, one after another, each driven by the
+  shared :class:`~lrtune.steps.StepRunner`; the fallback for modules that cannot be vectorised,
+  custom steps, 16-bit precision and optimizers other than SGD/Adam/AdamW, with the same
+  results.
 
 All three see the same global RNG state at every step for every copy, so dropout draws the mask
 a separate plain run (seeded the same) would draw, and K copies differ only by their rate.
@@ -19,11 +21,15 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from lrtune.sweep.optim import OptimSpec, StackedOptimizer
+from lrtune.steps import StepRunner, autocast, primary_output, to_device
+from lrtune.sweep.losses import per_copy_loss
+from lrtune.sweep.optim import Layout, OptimSpec, StackedOptimizer
 
 
 class SweepFallbackWarning(UserWarning):
@@ -51,21 +57,64 @@ def _stack(t: torch.Tensor, k: int) -> torch.Tensor:
     return t.detach().unsqueeze(0).expand(k, *t.shape).clone()
 
 
+@dataclass
+class Training:
+    """How every copy trains: the step, precision and clipping (as in the Trainer)."""
+
+    loss_fn: Any = None
+    step: Any = None
+    precision: str = "32"
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def runner(self, model: nn.Module, optimizer=None) -> StepRunner:
+        return StepRunner(model, optimizer, self.step, self.loss_fn, device=self.device,
+                          precision=self.precision, clip_grad_norm=self.clip_grad_norm,
+                          clip_grad_value=self.clip_grad_value)
+
+
+def _clip(grads: list[torch.Tensor | None], norm: float | None, value: float | None) -> list:
+    """torch's ``clip_grad_value_`` then ``clip_grad_norm_``, for each copy separately."""
+    if value is not None:
+        grads = [None if g is None else g.clamp(-value, value) for g in grads]
+    if norm is not None:
+        present = [g for g in grads if g is not None]
+        if present:
+            k = present[0].shape[0]
+            total = torch.stack([g.pow(2).reshape(k, -1).sum(1) for g in present]).sum(0).sqrt()
+            coef = (norm / (total + 1e-6)).clamp(max=1.0)
+            grads = [None if g is None else g * coef.view((k,) + (1,) * (g.dim() - 1)).to(g.dtype)
+                     for g in grads]
+    return grads
+
+
 class _Stacked:
     """Stacked parameters ``(K, ...)`` and buffers, the optimizer, and dropping diverged copies."""
 
     name = "stacked"
 
-    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float]) -> None:
+    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float],
+                 layout: Layout | None = None, training: Training | None = None) -> None:
         k = len(lrs)
         named = list(model.named_parameters())
         self.names = [n for n, _ in named]
         self.trainable = [p.requires_grad for _, p in named]
         self.leaves = [_stack(p, k).requires_grad_(p.requires_grad) for _, p in named]
         self.buffers = {n: _stack(b, k) for n, b in model.named_buffers()}
-        self.opt = StackedOptimizer(spec, self.leaves, lrs)
+        scales = layout.scales(self.names) if layout is not None else None
+        self.opt = StackedOptimizer(spec, self.leaves, lrs, scales)
+        self.training = training or Training()
         self.alive = list(range(k))
         self.finished: dict[int, dict[str, torch.Tensor]] = {}
+
+    def losses(self, batch, train: bool):
+        """``(losses (K,), outputs (K, B, ...), target)`` of every live copy on ``batch``."""
+        batch = to_device(batch, self.training.device)
+        x, y = batch[0], batch[1]
+        with autocast(self.training.precision, self.training.device):
+            out = self.forward(x, train)
+            return per_copy_loss(self.training.loss_fn, out, y), out, y
 
     def _state(self, pos: int) -> dict[str, torch.Tensor]:
         state = {n: p[pos].detach().clone() for n, p in zip(self.names, self.leaves, strict=True)}
@@ -86,6 +135,7 @@ class _Stacked:
         found = torch.autograd.grad(total, wanted, allow_unused=True)
         it = iter(found)
         grads = [next(it) if t else None for t in self.trainable]
+        grads = _clip(grads, self.training.clip_grad_norm, self.training.clip_grad_value)
         if len(kept) < len(ok):
             index = torch.tensor(kept, device=self.leaves[0].device)
             self.leaves = [p.detach().index_select(0, index).requires_grad_(t)
@@ -139,8 +189,9 @@ def mlp_plan(model: nn.Module) -> tuple[list[tuple], str | None]:
 class BatchedMLPEngine(_Stacked):
     name = "batched"
 
-    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float]) -> None:
-        super().__init__(model, spec, lrs)
+    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float],
+                 layout: Layout | None = None, training: Training | None = None) -> None:
+        super().__init__(model, spec, lrs, layout, training)
         plan, problem = mlp_plan(model)
         if problem:
             raise ValueError(f"engine='batched' needs a plain MLP: {problem}")
@@ -191,8 +242,9 @@ class BatchedMLPEngine(_Stacked):
 class VmapEngine(_Stacked):
     name = "vmap"
 
-    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float]) -> None:
-        super().__init__(model, spec, lrs)
+    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float],
+                 layout: Layout | None = None, training: Training | None = None) -> None:
+        super().__init__(model, spec, lrs, layout, training)
         self.template = copy.deepcopy(model)
         self._vcall = torch.func.vmap(self._call, in_dims=(0, 0, None), randomness="same")
 
@@ -202,44 +254,65 @@ class VmapEngine(_Stacked):
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         self.template.train(train)
         params = dict(zip(self.names, self.leaves, strict=True))
-        return self._vcall(params, self.buffers, x)
+        return primary_output(self._vcall(params, self.buffers, x))  # (logits, aux) -> logits
 
 
 # -- K real modules ----------------------------------------------------------------------------
 class SequentialEngine:
+    """K real modules, each with its own torch optimizer, stepped by the shared StepRunner."""
+
     name = "sequential"
 
-    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float]) -> None:
-        self.models = [copy.deepcopy(model) for _ in lrs]
-        self.opts = [spec.build(m.parameters(), lr) for m, lr in zip(self.models, lrs, strict=True)]
+    def __init__(self, model: nn.Module, spec: OptimSpec, lrs: list[float],
+                 layout: Layout | None = None, training: Training | None = None) -> None:
+        layout = layout or Layout((tuple(n for n, _ in model.named_parameters()),), (1.0,))
+        self.training = training or Training()
+        self.runners = []
+        for lr in lrs:
+            copy_ = copy.deepcopy(model)
+            named = dict(copy_.named_parameters())
+            groups = [[named[n] for n in group] for group in layout.groups]
+            self.runners.append(self.training.runner(copy_, spec.build(groups, lr, layout.ratios)))
         self.alive = list(range(len(lrs)))
         self.finished: dict[int, dict[str, torch.Tensor]] = {}
+        self._results: list = []
 
-    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        device = x.device
+    def losses(self, batch, train: bool):
+        """``(losses (K,), outputs (K, B, ...) or None, target)`` of every live copy."""
+        device = self.training.device
+        batch = to_device(batch, device)
         state = _rng_state(device)
-        outs = []
+        results = []
         for i in self.alive:
             _set_rng_state(state, device)  # every copy draws the same dropout masks
-            self.models[i].train(train)
-            outs.append(self.models[i](x))
-        return torch.stack(outs)
+            runner = self.runners[i]
+            runner.model.train(train)
+            results.append(runner.forward(batch))
+        self._results = results
+        outputs = [r.output for r in results]
+        stacked = None
+        if all(isinstance(o, torch.Tensor) for o in outputs) and \
+                len({tuple(o.shape) for o in outputs}) == 1:
+            stacked = torch.stack(outputs)
+        return torch.stack([r.loss.float() for r in results]), stacked, results[0].target
 
     def update(self, losses: torch.Tensor, ok: list[bool]) -> None:
-        kept = [i for i, good in enumerate(ok) if good]
-        for i, good in enumerate(ok):
+        kept = []
+        for pos, good in enumerate(ok):
+            i = self.alive[pos]
             if not good:
-                self.finished[self.alive[i]] = self._state(self.alive[i])
-        for i in kept:
-            self.opts[self.alive[i]].zero_grad(set_to_none=True)
-        if kept:
-            (losses.sum() if len(kept) == len(ok) else losses[kept].sum()).backward()
-        self.alive = [self.alive[i] for i in kept]
-        for i in self.alive:
-            self.opts[i].step()
+                self.finished[i] = self._state(i)
+                continue
+            kept.append(i)
+            runner = self.runners[i]
+            runner.optimizer.zero_grad(set_to_none=True)
+            runner.backward(self._results[pos].loss)
+            runner.optimizer_step()
+        self.alive = kept
+        self._results = []
 
     def _state(self, i: int) -> dict[str, torch.Tensor]:
-        return {n: t.detach().clone() for n, t in self.models[i].state_dict().items()}
+        return {n: t.detach().clone() for n, t in self.runners[i].model.state_dict().items()}
 
     def weights(self) -> dict[int, dict[str, torch.Tensor]]:
         out = dict(self.finished)
@@ -265,7 +338,7 @@ def _probe(engine_cls, model: nn.Module, spec: OptimSpec, x: torch.Tensor) -> st
             was = model.training
             model.eval()
             try:
-                ref = model(x)
+                ref = primary_output(model(x))
             finally:
                 model.train(was)
         if out.shape[1:] != ref.shape:
@@ -283,34 +356,52 @@ def _probe(engine_cls, model: nn.Module, spec: OptimSpec, x: torch.Tensor) -> st
     return None
 
 
-def make_engine(kind: str, model: nn.Module, spec: OptimSpec, lrs: list[float],
-                probe_x: torch.Tensor):
+def _not_vectorisable(spec: OptimSpec, training: Training) -> str | None:
+    """Why no stacked engine can train this way (None when one may)."""
+    if training.step is not None:
+        return "a custom step runs on real modules"
+    if training.precision == "16-mixed":
+        return "16-mixed needs a GradScaler per copy"
+    if not spec.vectorisable:
+        return (f"{spec.cls.__name__} with these settings is not one of the vectorised "
+                "updates (SGD, Adam, AdamW with one set of settings)")
+    return None
+
+
+def make_engine(kind: str, model: nn.Module, spec: OptimSpec, lrs: list[float], probe_batch,
+                layout: Layout | None = None, training: Training | None = None):
     """Build the engine ``kind``; ``"auto"`` takes the fastest one that reproduces the model.
 
     Returns:
         ``(engine, fallback_reason)``; the reason is None unless ``auto`` fell back to
-        ``sequential``, in which case a :class:`SweepFallbackWarning` says why.
+        ``sequential``, in which case a :class:`SweepFallbackWarning` says why in one line.
 
     Raises:
         ValueError: an explicit ``batched`` or ``vmap`` that cannot run this model.
     """
     if kind not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {kind!r}")
+    training = training or Training()
     if kind == "sequential":
-        return SequentialEngine(model, spec, lrs), None
-    problems = {}
+        return SequentialEngine(model, spec, lrs, layout, training), None
+    blocked = _not_vectorisable(spec, training)
+    if blocked is not None and kind != "auto":
+        raise ValueError(f"engine={kind!r} cannot run this sweep: {blocked}")
+    problems = {"vmap": blocked}
+    probe_x = None if blocked else to_device(probe_batch, training.device)[0]
     for name, cls in (("batched", BatchedMLPEngine), ("vmap", VmapEngine)):
-        if kind not in ("auto", name):
+        if blocked or kind not in ("auto", name):
             continue
         problem = mlp_plan(model)[1] if cls is BatchedMLPEngine else None
         problem = problem or _probe(cls, model, spec, probe_x)
         if problem is None:
-            return cls(model, spec, lrs), None
+            return cls(model, spec, lrs, layout, training), None
         problems[name] = problem
         if kind == name:
             raise ValueError(f"engine={name!r} cannot run {type(model).__name__}: {problem}")
-    reason = (f"cannot vectorise {type(model).__name__} with torch.func.vmap "
-              f"({problems['vmap']}); training the {len(lrs)} copies one after another instead "
+    what = blocked or f"cannot vectorise {type(model).__name__} with torch.func.vmap " \
+                      f"({problems['vmap']})"
+    reason = (f"{what}; training the {len(lrs)} copies one after another instead "
               "(same results, about K times slower)")
     warnings.warn(reason, SweepFallbackWarning, stacklevel=3)
-    return SequentialEngine(model, spec, lrs), reason
+    return SequentialEngine(model, spec, lrs, layout, training), reason

@@ -22,20 +22,40 @@ class OptimSpec:
     """Which optimizer and its settings, everything but the learning rate.
 
     ``hyper`` holds, for ``sgd``: momentum, dampening, nesterov, weight_decay; for ``adam`` and
-    ``adamw``: betas, eps, weight_decay (``adamw`` decouples the decay).
+    ``adamw``: betas, eps, weight_decay (``adamw`` decouples the decay). Any other optimizer
+    (or groups whose settings differ) is kind ``"generic"``: ``cls`` and the settings of each
+    group in ``groups``; only the sequential engine runs it.
     """
 
     kind: str
     hyper: dict[str, Any] = field(default_factory=dict)
+    cls: type | None = None
+    groups: tuple[dict[str, Any], ...] = ()
 
-    def build(self, params, lr: float) -> torch.optim.Optimizer:
-        """The plain torch optimizer with these settings (used by the sequential engine)."""
+    @property
+    def vectorisable(self) -> bool:
+        """Whether the stacked engines implement this optimizer's update."""
+        return self.kind in KINDS
+
+    def build(self, groups: list[list[torch.Tensor]], lr: float,
+              ratios: list[float]) -> torch.optim.Optimizer:
+        """The plain torch optimizer (used by the sequential engine): group ``g`` holds
+        ``groups[g]`` at rate ``lr * ratios[g]``."""
+        if self.kind == "generic":
+            param_groups = [{**settings, "params": params, "lr": lr * ratio}
+                            for settings, params, ratio in zip(self.groups, groups, ratios,
+                                                                strict=True)]
+            return self.cls(param_groups)
+        param_groups = [{"params": params, "lr": lr * ratio}
+                        for params, ratio in zip(groups, ratios, strict=True)]
         if self.kind == "sgd":
-            return torch.optim.SGD(params, lr=lr, **self.hyper)
+            return torch.optim.SGD(param_groups, lr=lr, **self.hyper)
         cls = torch.optim.Adam if self.kind == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, **self.hyper)
+        return cls(param_groups, lr=lr, **self.hyper)
 
     def describe(self) -> dict[str, Any]:
+        if self.kind == "generic":
+            return {"kind": self.cls.__name__}
         return {"kind": self.kind, **{k: list(v) if isinstance(v, tuple) else v
                                        for k, v in self.hyper.items()}}
 
@@ -46,8 +66,11 @@ def optim_spec(optimizer, opt_kwargs: dict | None = None) -> OptimSpec:
     Names go through :func:`lrtune.training.setup.make_optimizer`, so ``momentum`` means SGD
     momentum or Adam's beta1 exactly as everywhere else in lrtune.
 
+    An optimizer (or a setting) the vectorised update does not implement gives kind
+    ``"generic"``, which the sequential engine runs.
+
     Raises:
-        ValueError: an optimizer or a setting the vectorised update does not implement.
+        ValueError: not an optimizer name, class or instance.
 
     Examples:
         >>> optim_spec("sgd", {"momentum": 0.9}).hyper["momentum"]
@@ -80,27 +103,65 @@ def _spec_of(opt: torch.optim.Optimizer) -> OptimSpec:
     groups = opt.param_groups
     settings = [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
                 for g in groups]
-    if any(s != settings[0] for s in settings[1:]):
-        raise ValueError("a sweep supports one set of optimizer settings; "
-                         f"the {len(groups)} param groups differ")
+    generic = OptimSpec("generic", cls=type(opt), groups=tuple(settings))
     g = settings[0]
-    name = type(opt).__name__
-    if g.get("maximize") or g.get("differentiable"):
-        raise ValueError(f"{name} with maximize/differentiable is not supported by the sweep")
+    if any(s != g for s in settings[1:]) or g.get("maximize") or g.get("differentiable") \
+            or g.get("amsgrad"):
+        return generic
     if type(opt) is torch.optim.SGD:
         return OptimSpec("sgd", {"momentum": float(g["momentum"]),
                                  "dampening": float(g["dampening"]),
                                  "nesterov": bool(g["nesterov"]),
                                  "weight_decay": float(g["weight_decay"])})
     if type(opt) in (torch.optim.Adam, torch.optim.AdamW):
-        if g.get("amsgrad"):
-            raise ValueError(f"{name}(amsgrad=True) is not supported by the sweep")
         decoupled = type(opt) is torch.optim.AdamW or bool(g.get("decoupled_weight_decay"))
         betas = tuple(float(b) for b in g["betas"])
         return OptimSpec("adamw" if decoupled else "adam",
                          {"betas": betas, "eps": float(g["eps"]),
                           "weight_decay": float(g["weight_decay"])})
-    raise ValueError(f"the sweep supports SGD, Adam and AdamW, got {name}")
+    return generic
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which parameters (by name) each param group trains, and each group's rate relative to
+    the first group's: a sweep's candidate rate is the first group's, the others keep their
+    ratio (as in :func:`lrtune.find_lr`)."""
+
+    groups: tuple[tuple[str, ...], ...]
+    ratios: tuple[float, ...]
+
+    def scales(self, names: list[str]) -> list[float]:
+        """Per parameter name, its group's ratio (0 for a parameter no group trains)."""
+        ratio = {n: r for group, r in zip(self.groups, self.ratios, strict=True) for n in group}
+        return [ratio.get(n, 0.0) for n in names]
+
+
+def layout_of(model: torch.nn.Module, optimizer) -> Layout:
+    """The param-group layout of ``optimizer`` (an instance built on ``model``'s parameters);
+    one group of every parameter, ratio 1, for a name, a class, or an instance built on
+    another model's parameters that has a single group.
+
+    Raises:
+        ValueError: several groups that do not hold ``model``'s parameters, or a first group
+            whose rate is not > 0.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return Layout((tuple(names),), (1.0,))
+    groups = optimizer.param_groups
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    members = tuple(tuple(by_id[id(p)] for p in g["params"] if id(p) in by_id) for g in groups)
+    if not any(members):
+        if len(groups) > 1:
+            raise ValueError(f"the optimizer's {len(groups)} param groups do not hold the "
+                             "model's parameters; build it on the model passed to sweep")
+        return Layout((tuple(names),), (1.0,))
+    base = float(groups[0]["lr"])
+    if not base > 0:
+        raise ValueError(f"the first param group's lr must be > 0 to keep group ratios, "
+                         f"got {base}")
+    return Layout(members, tuple(float(g["lr"]) / base for g in groups))
 
 
 class StackedOptimizer:
@@ -109,26 +170,31 @@ class StackedOptimizer:
     Args:
         spec: optimizer kind and settings.
         params: the stacked leaves, updated in place by :meth:`step`.
-        lrs: the K learning rates (Python floats).
+        lrs: the K learning rates (Python floats) of the first param group.
+        scales: per parameter, its group's rate relative to the first group's (default 1).
     """
 
-    def __init__(self, spec: OptimSpec, params: list[torch.Tensor], lrs: list[float]) -> None:
+    def __init__(self, spec: OptimSpec, params: list[torch.Tensor], lrs: list[float],
+                 scales: list[float] | None = None) -> None:
         if spec.kind not in KINDS:
             raise ValueError(f"unknown optimizer kind {spec.kind!r}")
         self.spec = spec
         self.lrs = [float(v) for v in lrs]
+        self.scales = [1.0] * len(params) if scales is None else [float(v) for v in scales]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
         self._scalars: dict[str, list[torch.Tensor]] = {}
 
-    def _per_copy(self, key: str, values: list[float], params) -> list[torch.Tensor]:
-        """One ``(K, 1, ..., 1)`` tensor of ``values`` per parameter, in its dtype and device."""
+    def _per_copy(self, key: str, value, params) -> list[torch.Tensor]:
+        """One ``(K, 1, ..., 1)`` tensor of ``value(rate)`` per parameter (``rate``: the copy's
+        rate times the parameter's group scale), in its dtype and device."""
         cached = self._scalars.get(key)
         if cached is not None:
             return cached
         out = []
-        for p in params:
-            t = torch.tensor(values, dtype=p.dtype, device=p.device)
-            out.append(t.view((len(values),) + (1,) * (p.dim() - 1)))
+        for p, scale in zip(params, self.scales, strict=True):
+            t = torch.tensor([value(lr * scale) for lr in self.lrs], dtype=p.dtype,
+                             device=p.device)
+            out.append(t.view((len(self.lrs),) + (1,) * (p.dim() - 1)))
         self._scalars[key] = out
         return out
 
@@ -144,7 +210,7 @@ class StackedOptimizer:
         h = self.spec.hyper
         momentum, dampening = h["momentum"], h["dampening"]
         wd, nesterov = h["weight_decay"], h["nesterov"]
-        neg_lrs = self._per_copy("neg_lr", [-v for v in self.lrs], params)
+        neg_lrs = self._per_copy("neg_lr", lambda lr: -lr, params)
         for p, g, state, neg_lr in zip(params, grads, self.state, neg_lrs, strict=True):
             if g is None:
                 continue
@@ -164,7 +230,7 @@ class StackedOptimizer:
         beta1, beta2 = h["betas"]
         eps, wd = h["eps"], h["weight_decay"]
         decoupled = self.spec.kind == "adamw"
-        decay = (self._per_copy("decay", [1 - lr * wd for lr in self.lrs], params)
+        decay = (self._per_copy("decay", lambda lr: 1 - lr * wd, params)
                  if decoupled and wd != 0 else None)
         for i, (p, g, state) in enumerate(zip(params, grads, self.state, strict=True)):
             if g is None:
@@ -185,8 +251,8 @@ class StackedOptimizer:
             exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             bias_correction1 = 1 - beta1**step
             bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-            neg_step = torch.tensor([-(lr / bias_correction1) for lr in self.lrs],
-                                    dtype=p.dtype, device=p.device)
+            neg_step = torch.tensor([-(lr * self.scales[i] / bias_correction1)
+                                     for lr in self.lrs], dtype=p.dtype, device=p.device)
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
             p.addcdiv_(exp_avg * neg_step.view((-1,) + (1,) * (p.dim() - 1)), denom)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import sys
@@ -15,6 +16,7 @@ from torch import nn
 
 from lrtune import distributed
 from lrtune.data.batching import TensorBatches, as_batches
+from lrtune.steps import Step, StepRunner, batch_size_of, primary_output, to_device
 from lrtune.training.callbacks.base import Callback, overrides
 from lrtune.training.checkpoint_io import (
     FORMAT,
@@ -26,12 +28,12 @@ from lrtune.training.checkpoint_io import (
 )
 from lrtune.training.history import History
 from lrtune.training.metrics import (
-    Metric,
     flatten_hyperparams,
     momentum_of,
     read_hyperparams,
     resolve_metrics,
 )
+from lrtune.training.scheduling import as_trainer_schedule
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -68,19 +70,6 @@ def _global_mean(loss: torch.Tensor, size: int) -> tuple[float, int]:
     return total / count, int(count)
 
 
-def _check_schedule(s: Any) -> Any:
-    missing = [a for a in ("interval", "apply", "step", "state_dict", "load_state_dict")
-               if not hasattr(s, a)]
-    if missing:
-        raise TypeError(
-            f"schedules must follow lrtune's scheduler protocol (HyperparamScheduler, "
-            f"ReduceLROnPlateau); {type(s).__name__} lacks {', '.join(missing)}"
-        )
-    if s.interval not in ("batch", "epoch"):
-        raise ValueError(f"a scheduler's interval must be 'batch' or 'epoch', got {s.interval!r}")
-    return s
-
-
 def _rng_of_this_rank(state: dict[str, Any]) -> dict[str, Any]:
     """This rank's saved RNG state when the world size is unchanged, else rank 0's."""
     per_rank = state.get("rng_ranks")
@@ -95,18 +84,31 @@ class Trainer:
     Args:
         model: the network; moved to ``device``.
         optimizer: built on ``model``'s parameters.
-        loss_fn: ``loss_fn(model(x), y)`` returns the mean loss of a batch.
-        metrics: names (``"accuracy"``) or ``{name: fn(output, target) -> 0-d tensor}``,
-            computed on the validation data (reported as ``valid_<name>``) and by :meth:`evaluate`.
+        loss_fn: ``loss_fn(output, y)`` returns the mean loss of a batch, where ``output`` is
+            :func:`~lrtune.steps.primary_output` of ``model(x)`` (the tensor itself, the first
+            element of a tuple, ``logits`` of a dict or object). May be ``None`` with ``step``.
+        step: ``step(model, batch) -> loss`` or ``{"loss", "output", "target"}`` for any batch
+            and model (see :mod:`lrtune.steps`); used for training and validation.
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (autocast, and a ``GradScaler``
+            for 16-bit whose state is in every checkpoint; a step it skips is not counted).
+        clip_grad_norm, clip_grad_value: gradient clipping before each optimizer step.
+        metrics: names (``"accuracy"``, ``"f1"``, ``"r2"`` …), torchmetrics ``Metric`` objects,
+            or ``{name: metric}``; accumulated over the whole validation set (reported as
+            ``valid_<name>``) and by :meth:`evaluate`, on the step's ``output`` and ``target``.
         callbacks: :class:`~lrtune.training.callbacks.Callback` instances.
-        schedules: one scheduler or a list (``lrtune.schedules.HyperparamScheduler``,
-            ``ReduceLROnPlateau``). ``apply()`` runs at train begin and after a resume; a
-            ``"batch"`` scheduler steps after every optimizer step, an ``"epoch"`` scheduler steps
-            with the epoch's logs after validation.
-        augment: ``augment(x, y) -> (x, y)`` applied to every training batch on the device.
+        schedules: one scheduler or a list: lrtune's (``HyperparamScheduler``,
+            ``ReduceLROnPlateau``), a torch ``LRScheduler`` (``OneCycleLR``, torch's
+            ``ReduceLROnPlateau``, lrtune's ``TorchScheduler`` …) stepped per epoch, or
+            Lightning's form ``{"scheduler": s, "interval": "step" | "epoch", "frequency": n,
+            "monitor": "valid_loss"}``. A ``"batch"``/``"step"`` scheduler steps after every
+            optimizer step, an ``"epoch"`` scheduler with the epoch's logs after validation.
+        augment: ``augment(x, y) -> (x, y)`` applied to every ``(x, y)`` training batch on the
+            device.
         device: ``"auto"`` (CUDA, MPS, CPU), or any torch device.
         verbose: 0 silent; 1 the per-epoch table plus a live progress bar when stdout is a
             terminal; 2 the table only.
+        output_fn: which part of ``model(x)`` :meth:`predict` returns (default
+            :func:`~lrtune.steps.primary_output`).
 
     Under ``torch.distributed`` (``torchrun``; pass the ``DistributedDataParallel``-wrapped
     model and call ``fit`` on every rank): ``(X, y)`` training data is sharded per rank
@@ -142,22 +144,34 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
         *,
-        metrics: Sequence[str] | Mapping[str, Metric] | None = None,
+        step: Step | None = None,
+        precision: str = "32",
+        clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
+        metrics: Sequence[Any] | Mapping[str, Any] | None = None,
         callbacks: Iterable[Callback] | None = None,
         schedules: Any = None,
         augment: Augment | None = None,
         device: str | torch.device = "auto",
         verbose: int = 1,
+        output_fn: Callable[[Any], Any] = primary_output,
     ) -> None:
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if not getattr(optimizer, "param_groups", None):
+            raise ValueError(f"optimizer must be a torch optimizer with param groups, got "
+                             f"{type(optimizer).__name__}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.loss_fn = loss_fn
-        self.metrics = resolve_metrics(metrics)
+        self.runner = StepRunner(self.model, optimizer, step, loss_fn, device=self.device,
+                                 precision=precision, clip_grad_norm=clip_grad_norm,
+                                 clip_grad_value=clip_grad_value)
+        self.output_fn = output_fn
+        self.metrics = {name: m.to(self.device) for name, m in resolve_metrics(metrics).items()}
         self.callbacks = list(callbacks or [])
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
@@ -166,13 +180,14 @@ class Trainer:
             schedules = []
         elif not isinstance(schedules, list | tuple):
             schedules = [schedules]
-        self.schedules = [_check_schedule(s) for s in schedules]
+        self.schedules = [as_trainer_schedule(s) for s in schedules]
         self.augment = augment
         self.verbose = verbose
         self.history = History()
         self.epoch = 0
         self.global_step = 0
         self.epochs = 0
+        self.accumulation_steps = 1
         self.should_stop = False
         self.stop_reason: str | None = None
         self.messages: list[str] = []
@@ -183,14 +198,19 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, train, valid=None, *, epochs: int, batch_size: int = 32,
-            resume: str | Path | dict | None = None, seed: int = 0) -> History:
+            accumulation_steps: int = 1, resume: str | Path | dict | None = None,
+            seed: int = 0) -> History:
         """Train until ``epochs`` epochs are done in total (also after a resume) or a stop.
 
         Args:
             train, valid: ``(X, y)`` tensor pairs (batched in memory; the training order is
-                reshuffled each epoch from ``seed``) or ``DataLoader`` objects.
+                reshuffled each epoch from ``seed``), ``DataLoader`` objects or any re-iterable
+                of batches.
             epochs: the total number of epochs of the run.
             batch_size: for tensor pairs.
+            accumulation_steps: micro-batches per optimizer step (their losses averaged);
+                ``global_step``, per-batch schedules and the history count optimizer steps. An
+                epoch's last, shorter window is stepped too, averaged over its own micro-batches.
             resume: a checkpoint path (or a loaded checkpoint dict) to continue from: model,
                 optimizer, schedules, callback states, history, epoch, data order and RNG states
                 are restored, so the result is bit-identical to an uninterrupted run.
@@ -205,6 +225,11 @@ class Trainer:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+        if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) \
+                or accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be an integer >= 1, got "
+                             f"{accumulation_steps!r}")
+        self.accumulation_steps = accumulation_steps
         self.train_batches = as_batches(train, batch_size, shuffle=True, seed=seed,
                                         rank=distributed.rank(),
                                         world_size=distributed.world_size())
@@ -214,6 +239,8 @@ class Trainer:
         self.history, self.epoch, self.global_step = History(), 0, 0
         self.should_stop, self.stop_reason, self.messages = False, None, []
         self._active = sorted(self._default_callbacks() + self.callbacks, key=lambda c: c.order)
+        if self.valid_batches is not None:
+            self._check_validation_fits()
         state = self._restore(resume) if resume is not None else None
         for s in self.schedules:
             s.apply()
@@ -262,60 +289,98 @@ class Trainer:
                 s.step(record)
         self._call("on_epoch_end", record)
 
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Optimizer steps in one epoch (``None`` when the data has no length)."""
+        if not hasattr(self.train_batches, "__len__"):
+            return None
+        return -(-len(self.train_batches) // self.accumulation_steps)
+
     def _train_epoch(self, epoch: int) -> float | None:
         """One pass over the training data; the mean loss, or None when it went non-finite."""
-        model, optimizer, loss_fn, device, augment = (
-            self.model, self.optimizer, self.loss_fn, self.device, self.augment)
-        group = optimizer.param_groups[0]
+        model, runner, augment = self.model, self.runner, self.augment
+        optimizer, k = self.optimizer, self.accumulation_steps
         begin_hooks = [cb for cb in self._active if overrides(cb, "on_batch_begin")]
         end_hooks = [cb for cb in self._active if overrides(cb, "on_batch_end")]
         batch_schedules = [s for s in self.schedules if s.interval == "batch"]
-        add_batch = self.history.add_batch
-        total, count = 0.0, 0
         batches: Iterable = self.train_batches
         sampler = getattr(batches, "sampler", None)
         if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new, resumable order per epoch
             sampler.set_epoch(epoch)
         sharded = distributed.is_distributed()
-        if sharded and not isinstance(batches, TensorBatches) and hasattr(batches, "__len__"):
+        n_batches = len(batches) if hasattr(batches, "__len__") else None
+        if sharded and not isinstance(batches, TensorBatches) and n_batches is not None:
             # a DataLoader's sampler may give ranks different counts: all stop at the smallest
-            batches = itertools.islice(batches, distributed.all_reduce_min(len(batches)))
+            n_batches = distributed.all_reduce_min(n_batches)
+            batches = itertools.islice(batches, n_batches)
+        full = None if n_batches is None else n_batches - n_batches % k  # batches in full windows
+        total, count = 0.0, 0
+        step, micro, window_sum, window_count = 0, 0, 0.0, 0
         model.train()
+        optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(batches, start=1):
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             if augment is not None:
-                x, y = augment(x, y)
-            if begin_hooks:
-                logs = {"epoch": epoch, "batch": index}
+                batch = to_device(batch, self.device)
+                batch = (*augment(batch[0], batch[1]), *batch[2:])
+            if micro == 0 and begin_hooks:
+                logs = {"epoch": epoch, "batch": step + 1}
                 for cb in begin_hooks:
                     cb.on_batch_begin(self, logs)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            size = len(y)
+            window = k if full is None or index <= full else n_batches - full
+            last_micro = micro + 1 == window
+            quiet = sharded and not last_micro and hasattr(model, "no_sync")
+            with model.no_sync() if quiet else contextlib.nullcontext():
+                result = runner.forward(batch)
+                runner.backward(result.loss, 1.0 / window if window > 1 else 1.0)
+            size = batch_size_of(result, batch)
             if sharded:  # the global mean, so every rank records and decides the same
-                value, size = _global_mean(loss, size)
+                value, size = _global_mean(result.loss, size)
             else:
-                value = loss.item()  # the one sync per batch: the record and NaN check need it
+                value = result.loss.item()  # the one sync per batch: record and NaN check
             if not math.isfinite(value):
                 self._stop_non_finite(value, epoch, index)
                 return None
-            optimizer.step()
-            self.global_step += 1
             total += value * size
             count += size
-            add_batch(self.global_step, epoch, index, value, float(group["lr"]), momentum_of(group))
-            if end_hooks:
-                logs = {"epoch": epoch, "batch": index, "loss": value, "size": size}
-                for cb in end_hooks:
-                    cb.on_batch_end(self, logs)
-            for s in batch_schedules:  # after the hooks, so they see the values this step used
-                s.step()
+            window_sum += value * size
+            window_count += size
+            micro += 1
+            if not last_micro:
+                continue
+            step += self._optimizer_step(epoch, step + 1, window_sum / window_count, size,
+                                         end_hooks, batch_schedules)
+            micro, window_sum, window_count = 0, 0.0, 0
             if self.should_stop:
                 break
         if count == 0:
             raise ValueError("the training data is empty: it yielded no batch")
+        if micro:  # data of unknown length ended inside a window: its gradients were scaled
+            for p in runner.parameters():  # by 1/k, so rescale them to its mean, then step
+                if p.grad is not None:
+                    p.grad.mul_(k / micro)
+            self._optimizer_step(epoch, step + 1, window_sum / window_count, size, end_hooks,
+                                 batch_schedules)
         return total / count
+
+    def _optimizer_step(self, epoch: int, step: int, loss: float, size: int, end_hooks,
+                        batch_schedules) -> int:
+        """Step, then record it and run the hooks and per-batch schedules; returns 1, or 0 when
+        the GradScaler skipped the step (not a step: only its loss counts, in the epoch mean)."""
+        taken = self.runner.optimizer_step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not taken:
+            return 0
+        self.global_step += 1
+        group = self.optimizer.param_groups[0]
+        self.history.add_batch(self.global_step, epoch, step, loss, float(group["lr"]),
+                               momentum_of(group))
+        if end_hooks:
+            logs = {"epoch": epoch, "batch": step, "loss": loss, "size": size}
+            for cb in end_hooks:
+                cb.on_batch_end(self, logs)
+        for s in batch_schedules:  # after the hooks, so they see the values this step used
+            s.step()
+        return 1
 
     def _stop_non_finite(self, value: float, epoch: int, batch: int) -> None:
         lr = float(self.optimizer.param_groups[0]["lr"])
@@ -346,62 +411,91 @@ class Trainer:
     @torch.no_grad()
     def _evaluate_batches(self, batches) -> dict[str, float]:
         # the bare module: no DDP collectives, so ranks may hold different numbers of batches
-        model, device = distributed.unwrap(self.model), self.device
+        model = distributed.unwrap(self.model)
         was_training = model.training
         model.eval()
+        losses: list[torch.Tensor] = []
         sizes: list[int] = []
-        sums: dict[str, list[torch.Tensor]] = {"loss": [], **{k: [] for k in self.metrics}}
+        for metric in self.metrics.values():
+            metric.reset()
         try:
             for batch in batches:
-                x = batch[0].to(device, non_blocking=True)
-                y = batch[1].to(device, non_blocking=True)
-                output = model(x)
-                sums["loss"].append(self.loss_fn(output, y).detach())
-                for name, fn in self.metrics.items():
-                    sums[name].append(torch.as_tensor(fn(output, y)).detach())
-                sizes.append(len(y))
+                result = self.runner.forward(batch, model=model)
+                losses.append(result.loss.detach())
+                sizes.append(batch_size_of(result, batch))
+                if self.metrics:
+                    self._update_metrics(result)
         finally:
             model.train(was_training)
+        weights = torch.tensor(sizes, dtype=torch.float64)
+        # one device->host transfer; float64 so the mean does not drift
+        local = torch.stack([(torch.stack(losses).double().cpu() * weights).sum() if losses
+                             else torch.zeros((), dtype=torch.float64), weights.sum()])
         if distributed.is_distributed():
-            return self._all_reduce_scores(sums, sizes)
-        if not sizes:
-            raise ValueError("the evaluation data is empty: it yielded no batch")
-        weights = torch.tensor(sizes, dtype=torch.float64)
-        # one device->host transfer per quantity; float64 so the mean does not drift
-        return {
-            name: float((torch.stack(values).double().cpu() * weights).sum() / weights.sum())
-            for name, values in sums.items()
-        }
-
-    @staticmethod
-    def _all_reduce_scores(sums: dict[str, list[torch.Tensor]], sizes: list[int]):
-        """Sums and the count over all ranks in one all-reduce (shards may differ in size)."""
-        weights = torch.tensor(sizes, dtype=torch.float64)
-        local = [(torch.stack(v).double().cpu() * weights).sum() if v
-                 else torch.zeros((), dtype=torch.float64) for v in sums.values()]
-        *totals, count = distributed.all_reduce(
-            torch.stack([*local, weights.sum()]), "sum").tolist()
+            local = distributed.all_reduce(local, "sum")
+        total, count = local.tolist()
         if not count:
             raise ValueError("the evaluation data is empty: it yielded no batch")
-        return {name: total / count for name, total in zip(sums, totals, strict=True)}
+        scores = {"loss": total / count}
+        # torchmetrics syncs its states across ranks in compute()
+        scores.update({name: metric.compute() for name, metric in self.metrics.items()})
+        return scores
+
+    def _update_metrics(self, result) -> None:
+        if result.output is None or result.target is None:
+            raise ValueError(
+                "metrics need the model's output and the target: make the step return "
+                "{'loss': ..., 'output': ..., 'target': ...}"
+            )
+        output = result.output.detach()
+        for metric in self.metrics.values():
+            metric.update(output, result.target)
+
+    def _check_validation_fits(self) -> None:
+        """Run one validation batch before training, so data that does not fit the model fails
+        now rather than after a whole training epoch (the RNG state is left untouched)."""
+        model = distributed.unwrap(self.model)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                batch = next(iter(self.valid_batches), None)
+                if batch is not None:
+                    self.runner.forward(batch, model=model)
+        except (RuntimeError, IndexError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"the validation data does not fit the model: {first}") from exc
+        finally:
+            model.train(was_training)
 
     @torch.no_grad()
     def predict(self, data, *, batch_size: int = 256) -> torch.Tensor:
-        """Model outputs for ``data`` (a tensor, ``(X, y)`` or a ``DataLoader``), on the CPU.
+        """Model outputs for ``data``, on the CPU: :attr:`output_fn` of ``model(inputs)`` (by
+        default the tensor itself, the first element of a tuple, or the ``logits`` of a dict or
+        object), concatenated.
+
+        ``data`` is a tensor of inputs, an ``(X, y)`` pair, or a ``DataLoader``/iterable whose
+        batches are inputs, ``(inputs, ...)`` tuples, or mappings passed as keyword arguments
+        (``model(**batch)``, the Hugging Face convention).
 
         Under ``torch.distributed`` it is local: each rank predicts all of ``data``."""
         if isinstance(data, torch.Tensor):
             chunks: Iterable = (data[i : i + batch_size] for i in range(0, len(data), batch_size))
-        elif isinstance(data, tuple | list) and len(data) == 2:
-            chunks = (b[0] for b in as_batches(data, batch_size, shuffle=False))
         else:
-            chunks = (b[0] if isinstance(b, tuple | list) else b
-                      for b in as_batches(data, batch_size, shuffle=False))
+            chunks = as_batches(data, batch_size, shuffle=False)
         model = distributed.unwrap(self.model)  # no collectives: any rank may call it alone
         was_training = model.training
         model.eval()
+        outputs = []
         try:
-            outputs = [model(x.to(self.device, non_blocking=True)).cpu() for x in chunks]
+            for batch in chunks:
+                inputs = to_device(batch, self.device)
+                with self.runner.autocast():
+                    if isinstance(inputs, Mapping):
+                        output = model(**inputs)
+                    else:
+                        output = model(inputs[0] if isinstance(inputs, tuple | list) else inputs)
+                outputs.append(self.output_fn(output).cpu())
         finally:
             model.train(was_training)
         if not outputs:
@@ -431,6 +525,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "optimizer_type": type(self.optimizer).__name__,
             "schedules": [s.state_dict() for s in self.schedules],
+            "scaler": self.runner.state_dict(),
             "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()},
             "history": self.history.state_dict(),
             "rng": rng_state(),
@@ -473,6 +568,7 @@ class Trainer:
             ) from exc
         for s, s_state in zip(self.schedules, state["schedules"], strict=True):
             s.load_state_dict(s_state)
+        self.runner.load_state_dict(state.get("scaler"))
         distributed.unwrap(self.model).load_state_dict(state["model"])  # checked above
         if data is not None and isinstance(self.train_batches, TensorBatches):
             self.train_batches.passes = data["passes"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from lrtune.training.metrics import metric_direction, metric_name
 
 
 class Callback:
@@ -82,19 +85,47 @@ def monitor_is_better(mode: str, current: float, best: float, min_delta: float =
     return current > best + min_delta
 
 
-def resolve_mode(mode: str, monitor: str) -> str:
-    """``"auto"`` means ``"max"`` for accuracy-like names and ``"min"`` otherwise.
+def resolve_mode(mode: str, monitor: str, metrics: Mapping[str, Any] | None = None) -> str:
+    """``mode`` itself, or for ``"auto"``: :func:`~lrtune.training.metrics.metric_direction`.
+
+    Raises:
+        ValueError: a mode other than min/max/auto, or ``"auto"`` for a name whose direction
+            is unknown (the message asks for ``mode="min"`` or ``"max"``).
 
     Examples:
-        >>> resolve_mode("auto", "valid_loss"), resolve_mode("auto", "valid_accuracy")
+        >>> resolve_mode("auto", "valid_loss"), resolve_mode("auto", "valid_r2")
         ('min', 'max')
     """
+    check_mode(mode)
+    return mode if mode != "auto" else metric_direction(monitor, metrics)
+
+
+def check_mode(mode: str) -> None:
+    """A ValueError unless ``mode`` is ``"min"``, ``"max"`` or ``"auto"``."""
     if mode not in ("min", "max", "auto"):
         raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
-    if mode != "auto":
-        return mode
-    better_high = ("acc", "f1", "auc", "precision", "recall")
-    return "max" if any(k in monitor for k in better_high) else "min"
+
+
+def construction_mode(mode: str, monitor: str) -> str | None:
+    """The mode a monitoring callback can fix when constructed, or None to fix it at train begin.
+
+    ``valid_<name>`` / ``train_<name>`` may be a trainer metric whose object knows its direction
+    (it wins over the name tables), so ``"auto"`` for those is resolved in ``on_train_begin``
+    against ``trainer.metrics``; an unknown name fails there, before any training. Any other
+    unknown name cannot come from a metric and fails here.
+
+    Examples:
+        >>> construction_mode("auto", "valid_loss"), construction_mode("auto", "valid_custom")
+        ('min', None)
+        >>> construction_mode("min", "valid_custom")
+        'min'
+    """
+    check_mode(mode)
+    if mode != "auto" or monitor in ("valid_loss", "train_loss"):
+        return resolve_mode(mode, monitor)
+    if metric_name(monitor) != monitor:
+        return metric_direction(monitor, strict=False)
+    return resolve_mode(mode, monitor)
 
 
 def monitored_value(logs: dict[str, Any], monitor: str, owner: str) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 from lrtune import distributed
 from lrtune.training.callbacks.base import (
     Callback,
+    construction_mode,
     monitor_is_better,
     monitored_value,
     resolve_mode,
@@ -30,7 +31,8 @@ class Checkpoint(Callback):
 
     Args:
         dirname: the folder for ``best.pt`` and ``last.pt``.
-        monitor, mode: what "best" means (``mode="auto"``: max for accuracy-like names).
+        monitor, mode: what "best" means; ``mode="auto"`` as in
+            :class:`~lrtune.training.callbacks.EarlyStopping`.
         save_best, save_last: which files to write.
         extra: plain values stored under ``"extra"`` (e.g. the run's settings).
     """
@@ -42,7 +44,8 @@ class Checkpoint(Callback):
                  extra: dict[str, Any] | None = None) -> None:
         self.dirname = Path(dirname)
         self.monitor = monitor
-        self.mode = resolve_mode(mode, monitor)
+        self.mode_setting = mode  # what was asked; ``mode`` is the resolved direction
+        self.mode = construction_mode(mode, monitor)
         self.save_best, self.save_last = save_best, save_last
         self.extra = dict(extra or {})
         self._reset()
@@ -60,6 +63,8 @@ class Checkpoint(Callback):
         self.best_epoch_: int | None = None
 
     def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        self.mode = resolve_mode(self.mode_setting, self.monitor,
+                                 getattr(trainer, "metrics", None))
         self._reset()
         if distributed.is_main():
             remove_stale_temporaries(self.dirname)  # left behind by a writer that was killed

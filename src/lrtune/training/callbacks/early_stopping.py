@@ -9,6 +9,7 @@ from lrtune.distributed import unwrap
 from lrtune.finder.snapshot import cpu_copy
 from lrtune.training.callbacks.base import (
     Callback,
+    construction_mode,
     monitor_is_better,
     monitored_value,
     resolve_mode,
@@ -20,7 +21,11 @@ class EarlyStopping(Callback):
 
     Args:
         monitor: an epoch-log key, e.g. ``"valid_loss"`` or ``"valid_accuracy"``.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (``max`` for accuracy-like names).
+        mode: ``"min"``, ``"max"`` or ``"auto"``: the direction of the trainer's metric object
+            (``higher_is_better``) when ``monitor`` is ``valid_<metric>``/``train_<metric>``,
+            else of a known name (:func:`~lrtune.training.metrics.metric_direction`). Resolved
+            at construction where the name alone decides, else at ``on_train_begin``; an
+            unknown name is a ValueError asking for ``"min"`` or ``"max"``.
         patience: epochs without improvement before stopping (0 stops at the first one).
         min_delta: an improvement must beat the best by more than this.
         start_from_epoch: ignore the first this many epochs (warm-up).
@@ -50,7 +55,8 @@ class EarlyStopping(Callback):
         if not isinstance(start_from_epoch, int) or start_from_epoch < 0:
             raise ValueError(f"start_from_epoch must be an integer >= 0, got {start_from_epoch!r}")
         self.monitor = monitor
-        self.mode = resolve_mode(mode, monitor)
+        self.mode_setting = mode  # what was asked; ``mode`` is the resolved direction
+        self.mode = construction_mode(mode, monitor)
         self.patience = patience
         self.min_delta = float(min_delta)
         self.start_from_epoch = start_from_epoch
@@ -65,6 +71,8 @@ class EarlyStopping(Callback):
         self.best_weights_: dict | None = None
 
     def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        self.mode = resolve_mode(self.mode_setting, self.monitor,
+                                 getattr(trainer, "metrics", None))
         self._reset()
 
     def on_epoch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:

@@ -33,7 +33,7 @@ class ProgressBar(Callback):
             return
         from tqdm.auto import tqdm
 
-        total = len(trainer.train_batches) if hasattr(trainer.train_batches, "__len__") else None
+        total = trainer.steps_per_epoch
         self.bar_ = tqdm(total=total, desc=f"Epoch {logs['epoch']}/{trainer.epochs}",
                          file=self.stream or sys.stdout, leave=False, dynamic_ncols=True,
                          unit="batch", mininterval=self.refresh)

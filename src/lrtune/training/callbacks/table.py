@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from lrtune import distributed
-from lrtune.training.callbacks.base import Callback, resolve_mode
+from lrtune.training.callbacks.base import Callback
+from lrtune.training.metrics import metric_direction
 
 SHORT_NAMES = {"accuracy": "acc"}
 
@@ -51,14 +53,17 @@ def format_value(value: Any, kind: str) -> str:
     return f"{value:.4g}"
 
 
-def table_columns(has_valid: bool, metrics: list[str], hparams: list[str]) -> list[Column]:
-    """The table's columns for a run: valid columns only with validation data."""
+def table_columns(has_valid: bool, metrics: Mapping[str, Any], hparams: list[str]) -> list[Column]:
+    """The table's columns for a run: valid columns only with validation data.
+
+    A metric whose direction is unknown gets no best-so-far mark.
+    """
     columns = [Column("Epoch", "epoch", "int"), Column("Train loss", "train_loss", "loss", "min")]
     if has_valid:
         columns += [Column("Valid loss", "valid_loss", "loss", "min"),
                     Column("Train/Val", "train_valid_ratio", "ratio")]
         columns += [Column(f"Valid {SHORT_NAMES.get(m, m)}", f"valid_{m}", "metric",
-                           resolve_mode("auto", m)) for m in metrics]
+                           metric_direction(m, metrics, strict=False)) for m in metrics]
     columns += [Column(name, name, "hparam") for name in ("lr", "momentum") if name in hparams]
     columns.append(Column("Dur", "duration", "seconds"))
     return columns
@@ -88,7 +93,7 @@ class ProgressTable(Callback):
         from lrtune.training.metrics import read_hyperparams
 
         self.stream_ = self.stream or sys.stdout
-        self.columns_ = table_columns(trainer.valid_batches is not None, list(trainer.metrics),
+        self.columns_ = table_columns(trainer.valid_batches is not None, trainer.metrics,
                                       list(read_hyperparams(trainer.optimizer)))
         self._print(" | ".join(c.title.center(c.width) for c in self.columns_))
         self._print("-|-".join("-" * c.width for c in self.columns_))

@@ -1,0 +1,102 @@
+"""Every kind of scheduler behind the one protocol the Trainer drives.
+
+The Trainer calls ``apply()`` at train begin and after a resume, ``step()`` after every optimizer
+step for ``interval == "batch"``, ``step(logs)`` after validation for ``interval == "epoch"``,
+and ``state_dict()``/``load_state_dict()`` for checkpoints. lrtune's own schedulers
+(``HyperparamScheduler``, ``ReduceLROnPlateau``) follow it natively; a torch ``LRScheduler``
+(``OneCycleLR``, torch's ``ReduceLROnPlateau``, lrtune's ``TorchScheduler`` …), bare or in
+Lightning's dict form, is wrapped in :class:`TorchSchedule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+from lrtune.training.callbacks.base import monitored_value
+
+_PROTOCOL = ("interval", "apply", "step", "state_dict", "load_state_dict")
+_LIGHTNING_KEYS = {"scheduler", "interval", "frequency", "monitor", "strict", "name"}
+
+
+class TorchSchedule:
+    """A torch scheduler as the Trainer drives it (Lightning's semantics).
+
+    Args:
+        scheduler: a torch ``LRScheduler`` or ``ReduceLROnPlateau``.
+        interval: ``"epoch"`` (Lightning's default) or ``"step"`` (after every optimizer step).
+        frequency: step the scheduler every ``frequency`` intervals.
+        monitor: the epoch-log key fed to ``ReduceLROnPlateau.step`` (default ``valid_loss``).
+    """
+
+    def __init__(self, scheduler: Any, interval: str = "epoch", frequency: int = 1,
+                 monitor: str | None = None) -> None:
+        if interval not in ("epoch", "step", "batch"):
+            raise ValueError(f"a scheduler's interval must be 'step' or 'epoch', got "
+                             f"{interval!r}")
+        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+            raise ValueError(f"a scheduler's frequency must be an integer >= 1, got "
+                             f"{frequency!r}")
+        self.scheduler = scheduler
+        self.interval = "epoch" if interval == "epoch" else "batch"
+        self.frequency = frequency
+        self.plateau = isinstance(scheduler, ReduceLROnPlateau)
+        if self.plateau and self.interval != "epoch":
+            raise ValueError("ReduceLROnPlateau reacts to an epoch metric: use interval='epoch'")
+        self.monitor = (monitor or "valid_loss") if self.plateau else monitor
+        self.count = 0
+
+    def apply(self) -> None:
+        """Nothing to write: a torch scheduler sets its rates itself (and a resumed optimizer
+        state already holds them)."""
+
+    def step(self, logs: Mapping[str, Any] | None = None) -> None:
+        self.count += 1
+        if self.count % self.frequency:
+            return
+        if self.plateau:
+            self.scheduler.step(monitored_value(dict(logs or {}), self.monitor,
+                                                "ReduceLROnPlateau"))
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler.state_dict(), "count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.count = int(state["count"])
+
+
+def as_trainer_schedule(obj: Any) -> Any:
+    """``obj`` ready for the Trainer: lrtune's schedulers as they are, torch schedulers (bare:
+    per epoch) and Lightning's ``{"scheduler": s, "interval", "frequency", "monitor"}`` wrapped.
+    """
+    if isinstance(obj, Mapping):
+        unknown = set(obj) - _LIGHTNING_KEYS
+        if "scheduler" not in obj or unknown:
+            raise ValueError(
+                "a scheduler dict needs a 'scheduler' entry and only Lightning's keys "
+                f"({', '.join(sorted(_LIGHTNING_KEYS))}); got {sorted(map(str, obj))}"
+            )
+        inner = obj["scheduler"]
+        if not isinstance(inner, LRScheduler | ReduceLROnPlateau):
+            raise TypeError(f"the dict's 'scheduler' must be a torch LRScheduler, got "
+                            f"{type(inner).__name__}")
+        return TorchSchedule(inner, obj.get("interval", "epoch"), obj.get("frequency", 1),
+                             obj.get("monitor"))
+    if isinstance(obj, LRScheduler | ReduceLROnPlateau):
+        return TorchSchedule(obj)
+    missing = [a for a in _PROTOCOL if not hasattr(obj, a)]
+    if missing:
+        raise TypeError(
+            "schedules must be lrtune schedulers (HyperparamScheduler, ReduceLROnPlateau), torch "
+            f"LRSchedulers or Lightning-style dicts; {type(obj).__name__} lacks "
+            f"{', '.join(missing)}"
+        )
+    if obj.interval not in ("batch", "epoch"):
+        raise ValueError(f"a scheduler's interval must be 'batch' or 'epoch', got "
+                         f"{obj.interval!r}")
+    return obj

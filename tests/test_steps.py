@@ -1,0 +1,139 @@
+"""The step protocol: device transfer of nested batches, outputs, results, precision, clipping."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import namedtuple
+
+import pytest
+import torch
+from torch import nn
+
+from lrtune.steps import StepRunner, as_result, primary_output, run_step, target_of, to_device
+
+Pair = namedtuple("Pair", "x y")
+
+
+@dataclasses.dataclass
+class Batch:
+    pixels: torch.Tensor
+    meta: dict
+    name: str = "b"
+
+
+def test_to_device_moves_tensors_nested_anywhere():
+    batch = {"a": [torch.zeros(2), (torch.ones(1), 3)], "p": Pair(torch.ones(2), "keep"),
+             "d": Batch(torch.zeros(1), {"m": torch.ones(3)})}
+    out = to_device(batch, "meta")
+    leaves = [out["a"][0], out["a"][1][0], out["p"].x, out["d"].pixels, out["d"].meta["m"]]
+    assert all(t.device.type == "meta" for t in leaves)
+    assert out["a"][1][1] == 3 and out["p"].y == "keep" and out["d"].name == "b"
+    assert isinstance(out["p"], Pair) and isinstance(out["d"], Batch)
+    assert batch["p"].x.device.type == "cpu"  # the input is not modified
+
+
+def test_to_device_returns_an_on_device_pair_untouched():
+    pair = (torch.zeros(2), torch.ones(2))
+    assert to_device(pair, "cpu") is pair
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    (torch.ones(1), 1.0),
+    ((torch.full((1,), 2.0), torch.zeros(1)), 2.0),
+    ({"hidden": torch.zeros(1), "logits": torch.full((1,), 3.0)}, 3.0),
+    (Pair(torch.full((1,), 4.0), None), 4.0),
+])
+def test_primary_output(output, expected):
+    assert primary_output(output).item() == expected
+
+
+def test_target_of_dicts_and_pairs():
+    assert target_of({"input_ids": 1, "labels": 7}) == 7
+    assert target_of((1, 2, 3)) == 2
+    assert target_of(torch.zeros(3)) is None
+
+
+def test_results_from_every_return_form():
+    loss = torch.tensor(0.5)
+
+    class Out:  # a Hugging Face ModelOutput-like object
+        def __init__(self):
+            self.loss, self.logits = loss, torch.zeros(2, 3)
+
+    batch = {"x": torch.zeros(2), "labels": torch.tensor([0, 1])}
+    assert as_result(loss, batch).target is batch["labels"]
+    r = as_result({"loss": loss, "logits": torch.ones(2, 3)}, batch)
+    assert r.output.shape == (2, 3) and r.target is batch["labels"]
+    r = as_result(Out(), batch)
+    assert r.loss is loss and r.output.shape == (2, 3)
+    with pytest.raises(TypeError, match="without a 'loss' entry"):
+        as_result({"logits": 1}, batch)
+    with pytest.raises(ValueError, match=r"0-d tensor .*\(2,\)"):
+        as_result(torch.ones(2), batch)
+    with pytest.raises(TypeError, match="got str"):
+        as_result("loss", batch)
+
+
+def test_default_step_explains_other_batches():
+    runner = StepRunner(nn.Linear(2, 2), None, loss_fn=nn.MSELoss())
+    with pytest.raises(TypeError, match=r"dict with keys \['x'\]; pass step=fn"):
+        runner.forward({"x": torch.zeros(1, 2)})
+    with pytest.raises(TypeError, match="yields a Tensor"):
+        runner.forward(torch.zeros(1, 2))
+    with pytest.raises(TypeError, match="give loss_fn"):
+        StepRunner(nn.Linear(2, 2), None)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"precision": "fp8"}, "precision must be one of 32, bf16-mixed, 16-mixed"),
+    ({"clip_grad_norm": 0}, "clip_grad_norm must be a finite number > 0"),
+    ({"clip_grad_value": float("nan")}, "clip_grad_value must be"),
+])
+def test_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StepRunner(nn.Linear(2, 2), None, loss_fn=nn.MSELoss(), **kwargs)
+
+
+def _manual_clipped_step(model, x, y, max_norm):
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    nn.functional.mse_loss(model(x), y).backward()
+    nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    opt.step()
+
+
+def test_clipping_equals_torch_clip_grad_norm():
+    torch.manual_seed(0)
+    model, x, y = nn.Linear(3, 2), torch.randn(8, 3) * 10, torch.randn(8, 2)
+    ref = nn.Linear(3, 2)
+    ref.load_state_dict(model.state_dict())
+    runner = StepRunner(model, torch.optim.SGD(model.parameters(), lr=0.5),
+                        loss_fn=nn.functional.mse_loss, clip_grad_norm=0.1)
+    runner.backward(runner.forward((x, y)).loss)
+    assert runner.optimizer_step()
+    _manual_clipped_step(ref, x, y, 0.1)
+    for a, b in zip(model.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a, b)  # same operations in the same order
+
+
+def test_fp16_scaler_skips_a_step_with_overflowing_gradients():
+    model = nn.Linear(2, 1)
+    runner = StepRunner(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                        step=lambda m, b: m(b[0]).sum() * b[1], precision="16-mixed")
+    before = [p.detach().clone() for p in model.parameters()]
+    runner.backward(runner.forward((torch.ones(1, 2), torch.tensor(float("inf")))).loss)
+    assert runner.optimizer_step() is False
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    runner.optimizer.zero_grad()
+    runner.backward(runner.forward((torch.ones(1, 2), torch.tensor(1.0))).loss)
+    assert runner.optimizer_step() is True
+    state = runner.state_dict()
+    assert state["scale"] < 65536.0  # backed off once
+    other = StepRunner(model, runner.optimizer, step=runner.step_fn, precision="16-mixed")
+    other.load_state_dict(state)
+    assert other.scaler.get_scale() == runner.scaler.get_scale()
+
+
+def test_run_step_passes_the_batch_as_is():
+    seen = []
+    run_step(lambda m, b: seen.append(b) or torch.tensor(0.0), nn.Identity(), {"k": 1})
+    assert seen == [{"k": 1}]
