@@ -146,7 +146,7 @@ def bench_keras(repeats: int, num_iters: int = 300, batch_size: int = 32) -> dic
     hooks_cpu: list[float] = []
     _time_hooks(LRRangeTest, hooks_cpu)
     X, y = splits_of("digits").train
-    X, y = X.numpy(), y.numpy().astype(np.int32)
+    X, y = X.numpy().reshape(len(X), -1), y.numpy().astype(np.int32)  # images: flattened
     order = np.resize(np.arange(len(X)), num_iters * batch_size)  # find_lr's shuffle=False order
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((X.shape[1],)),
