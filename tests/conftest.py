@@ -30,3 +30,44 @@ def blobs():
 def small_net():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def _check_legends_clear(fig):
+    """Assert every legend of ``fig`` lies inside the figure and off every axes and data line
+    (in display coordinates, after drawing); return the legends."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + fig.legends
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1, "legend off the figure"
+        assert fig.bbox.y0 - 1 <= box.y0 and box.y1 <= fig.bbox.y1 + 1, "legend off the figure"
+        for ax in fig.axes:
+            frame = ax.get_window_extent(renderer)
+            assert not box.overlaps(frame), f"a legend covers the axes {ax.get_title()!r}"
+            for line in ax.get_lines():
+                path = line.get_transform().transform_path(line.get_path())
+                if len(path.vertices) == 0:
+                    continue
+                shown = Bbox.intersection(path.get_extents(), frame)
+                assert shown is None or not box.overlaps(shown), \
+                    f"a legend covers the line {line.get_label()!r}"
+    return legends
+
+
+@pytest.fixture
+def legends_clear():
+    """``legends_clear(fig)``: check that no legend of ``fig`` covers data; the legends."""
+    return _check_legends_clear
+
+
+def legend_texts(legend) -> list[str]:
+    return [t.get_text() for t in legend.get_texts()]
+
+
+@pytest.fixture
+def texts_of():
+    """``texts_of(legend)``: the labels of a legend's entries."""
+    return legend_texts

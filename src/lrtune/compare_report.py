@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrtune.plots import pyplot
+from lrtune.plots import legend_beside, pyplot, save_figure
 from lrtune.report import Report
 
 
@@ -44,7 +44,7 @@ def _test_metric(summary: dict) -> tuple[str, float | None]:
 def plot_overlay(runs: list[dict], histories: list[list[dict]]):
     """Every run's valid loss (solid) and train loss (dashed) per epoch, log scale."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for i, (run, epochs) in enumerate(zip(runs, histories, strict=True)):
         color = f"C{i}"
         x = [e["epoch"] for e in epochs]
@@ -56,9 +56,8 @@ def plot_overlay(runs: list[dict], histories: list[list[dict]]):
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     ax.set_title("learning curves")
-    fig.tight_layout()
     return fig
 
 
@@ -100,10 +99,7 @@ def write_compare_report(out: Path, runs: list[dict], *, title: str | None,
     )
     if len(runs) > 1:
         report.paragraph("\n".join(comparison_sentences(runs)))
-    fig = plot_overlay(runs, histories)
-    curves = out / "learning_curves.png"
-    fig.savefig(curves, dpi=300)
-    pyplot().close(fig)
+    curves = save_figure(plot_overlay(runs, histories), out / "learning_curves.png")
     report.image(curves, "learning curves of every run", relative_to=out)
     for run, epochs in zip(runs, histories, strict=True):
         report.heading(run["name"], level=3)

@@ -73,13 +73,11 @@ class JsonResult:
 
     def save(self, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
         """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""
-        from lrtune.plots import pyplot
+        from lrtune.plots import save_figure
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         png, js = out / f"{stem}.png", out / f"{stem}.json"
-        fig = self.plot()  # type: ignore[attr-defined]
-        fig.savefig(png, dpi=300, bbox_inches="tight")
-        pyplot().close(fig)
+        save_figure(self.plot(), png)  # type: ignore[attr-defined]
         self.to_json(js)
         return png, js

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+SPEC_KEYS = frozenset({"name", "in_features", "n_outputs", "input_shape", "task", "dataset"})
+
 
 def model_spec(name: str, splits) -> dict[str, Any]:
     """What :func:`load_trained` needs to rebuild a registry model trained on ``splits``."""
@@ -34,8 +36,9 @@ def load_trained(path: str | Path):
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
     state = load_checkpoint(path)
-    spec = state.get("extra", {}).get("model_spec")
-    if spec is None:
+    extra = state.get("extra")
+    spec = extra.get("model_spec") if isinstance(extra, dict) else None
+    if not (isinstance(spec, dict) and spec.keys() >= SPEC_KEYS):
         raise ValueError(f"{path} has no model spec: it was not written by `lrtune train`; "
                          "rebuild the model yourself and load state['model']")
     model = build_model(spec["name"], spec["in_features"], spec["n_outputs"],

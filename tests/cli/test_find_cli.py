@@ -26,10 +26,10 @@ def test_find_writes_plot_and_json(tmp_path, capsys):
     [
         (["--start-lr", "0"], "argument --start-lr: must be a finite number > 0, got 0"),
         (["--start-lr", "1e-2", "--end-lr", "1e-3"], "--end-lr (0.001) must be greater than"),
-        (["--num-iters", "1"], "--num-iters must be >= 2, got 1"),
+        (["--num-iters", "1"], "argument --num-iters: must be between 8 and 1,000,000, got 1"),
         (["--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
-        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-        (["--model", "resnet"], "unknown model 'resnet'"),
+        (["--dataset", "imagenet"], "unknown --dataset 'imagenet'"),
+        (["--model", "resnet"], "unknown --model 'resnet'"),
         (["--optimizer", "lion"], "argument --optimizer: invalid choice: 'lion'"),
         (["--rule", "magic"], "unknown --rule 'magic'"),
     ],
@@ -48,4 +48,25 @@ def test_python_dash_m_is_the_same_command():
     done = subprocess.run([sys.executable, "-m", "lrtune", "find", "--num-iters", "0"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2
-    assert done.stderr.strip() == "lrtune find: error: --num-iters must be >= 2, got 0"
+    assert done.stderr.strip() == ("lrtune find: error: argument --num-iters: must be between 8 "
+                                   "and 1,000,000, got 0 (see lrtune find --help)")
+
+
+def test_confirm_redraws_lr_find_png_with_the_confirmed_rate(tmp_path, capsys, monkeypatch):
+    import lrtune.plots
+
+    drawn = []
+    plot_finder = lrtune.plots.plot_finder
+
+    def spy(result, ax=None, *, confirmed_lr=None):
+        drawn.append(confirmed_lr)
+        return plot_finder(result, ax=ax, confirmed_lr=confirmed_lr)
+
+    monkeypatch.setattr(lrtune.plots, "plot_finder", spy)
+    out = tmp_path / "run"
+    assert main(["find", "--momentum", "0.9", "--num-iters", "60", "--start-lr", "1e-4",
+                 "--confirm", "2", "--epochs", "2", "--out", str(out)]) == 0
+    data = json.loads((out / "lr_find.json").read_text())
+    assert data["confirmed_lr"] is not None
+    assert drawn == [None, data["confirmed_lr"]]  # the range test's figure, then redrawn
+    assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"

@@ -47,7 +47,7 @@ def test_predict_on_a_npy_file(run_dir, tmp_path):
     [
         (lambda d: d / "missing.pt", "checkpoint not found"),
         (lambda d: (d / "junk.pt").write_bytes(b"not a checkpoint") and d / "junk.pt",
-         "cannot read checkpoint"),
+         "junk.pt is not an lrtune checkpoint (or is unsafe to load)"),
     ],
 )
 def test_bad_sources_are_one_line(tmp_path, capsys, make, message):

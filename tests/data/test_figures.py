@@ -24,7 +24,7 @@ def test_sample_grid_titles_are_class_names_and_png_is_written(tmp_path):
         pyplot().close(fig)
 
 
-def test_keypoint_overlay_draws_truth_and_predictions(tmp_path):
+def test_keypoint_overlay_draws_truth_and_predictions(tmp_path, legends_clear, texts_of):
     X, y = make_synthetic_faces(5, size=32, seed=0)
     y[0, :2] = np.nan  # a missing keypoint is simply not drawn
     path = tmp_path / "faces.png"
@@ -37,6 +37,8 @@ def test_keypoint_overlay_draws_truth_and_predictions(tmp_path):
         assert points[0].get_offsets().shape == (15, 2)
         np.testing.assert_allclose(points[0].get_offsets()[10], (y[1, 20:22] * 16 + 15.5))
         assert path.read_bytes().startswith(PNG_MAGIC)
+        (legend,) = legends_clear(fig)  # above the faces, not over them
+        assert texts_of(legend) == ["keypoints", "predicted"]
     finally:
         pyplot().close(fig)
 

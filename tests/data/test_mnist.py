@@ -94,7 +94,7 @@ def test_find_cli_reads_data_dir_with_the_cnn(tmp_path, capsys):
     write_files(tmp_path / "fm", n_train=5040, n_test=10)
     out = tmp_path / "out"
     rc = main(["find", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "fm"),
-               "--model", "cnn", "--num-iters", "4", "--out", str(out)])
+               "--model", "cnn", "--num-iters", "8", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert "range test on fashion-mnist (cnn, sgd)" in capsys.readouterr().out
-    assert len(json.loads(next(out.glob("*.json")).read_text())["lrs"]) == 4
+    assert len(json.loads(next(out.glob("*.json")).read_text())["lrs"]) == 8

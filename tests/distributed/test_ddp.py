@@ -212,7 +212,7 @@ def test_cli_find_under_torchrun_writes_once_and_ranks_agree(tmp_path):
                      "--out", "run", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("range test on digits (mlp, sgd, 2 ranks x batch 16)") == 1
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["lr_find.json",
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lrtune-run", "lr_find.json",
                                                                      "lr_find.png"]
     data = json.loads((tmp_path / "run" / "lr_find.json").read_text())
     assert len(data["losses"]) <= 40 and data["settings"]["batch_size"] == 16

@@ -263,7 +263,8 @@ def test_plot_has_log_axis_min_line_and_a_marker_per_rule(blobs, small_net):
     labels = [line.get_label() for line in ax.get_lines()]
     assert "minimum (smoothed)" in labels
     found = [name for name, lr in result.suggestions.items() if lr is not None]
-    assert all(any(lbl.startswith(f"{n}:") for lbl in labels) for n in found)
+    entries = [t.get_text().split(":")[0].split(" = ") for t in ax.get_legend().get_texts()]
+    assert all(sum(n in names for names in entries) == 1 for n in found)  # once each
 
 
 def test_a_suggestion_on_the_first_point_is_inconclusive():
@@ -277,3 +278,98 @@ def test_a_suggestion_on_the_first_point_is_inconclusive():
     assert result.suggestions["steepest"] == lrs[0]
     assert result.verdict == "inconclusive" and result.suggested_lr is None
     assert result.reason.startswith("the steepest rule lands on the first point")
+
+
+def test_inconclusive_summary_says_where_and_why_the_sweep_stopped():
+    from lrtune.finder.range_test import analyse
+
+    lrs = np.geomspace(1e-7, 1.3e-6, 5)
+    curve = dict(lrs=lrs, losses=[0.02, 0.01, 0.03, 0.2, 0.5], train_lrs=lrs,
+                 train_losses=[0.02, 0.01, 0.03, 0.2, 0.5], stop_reason="diverged",
+                 stop_lr=1.3e-6, monitor="train")
+    result = analyse(curve, rule="steepest", smooth=0.05, settings={"num_iters": 300})
+    assert result.summary() == (
+        "inconclusive: too few points (5) (the sweep diverged at lr 1.3e-06 after 5 of 300 "
+        "steps); the loss blew up within the first points: lower start_lr; "
+        "stopped: diverged at lr 1.3e-06 after 5 of 300 steps")
+
+
+def test_a_rule_without_a_point_names_the_others():
+    from lrtune.finder.range_test import analyse
+
+    lrs = np.geomspace(1e-6, 1.0, 60)
+    losses = np.r_[3.0, 3.0, 1.0, np.linspace(1.05, 4.0, 57)]  # no run of 2 decreases
+    curve = dict(lrs=lrs, losses=losses, train_lrs=lrs, train_losses=losses,
+                 stop_reason="diverged", stop_lr=1.0, monitor="train")
+    result = analyse(curve, rule="valley", smooth=0.0, settings={})
+    assert result.verdict == "inconclusive" and result.suggestions["valley"] is None
+    assert result.reason == ("the valley rule found no point on this curve; see "
+                             "result.suggestions for the other rules")
+
+
+class FrozenFirst(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.body, self.head = nn.Linear(8, 8), nn.Linear(8, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(self.embed(x))))
+
+
+def frozen_first_optimizer(model, lrs=(0.0, 0.1, 0.05)):
+    return RecordingSGD([{"params": m.parameters(), "lr": lr}
+                         for m, lr in zip((model.embed, model.body, model.head), lrs,
+                                          strict=True)], lr=0.1, momentum=0.9)
+
+
+def test_frozen_groups_stay_at_zero_and_every_group_gets_its_rate(blobs, small_net):
+    model = FrozenFirst()
+    opt = frozen_first_optimizer(model)
+    result = find_lr(model, opt, nn.CrossEntropyLoss(), blobs, start_lr=1e-5, end_lr=10,
+                     num_iters=150)
+    assert result.settings["reference_group"] == 1
+    assert result.settings["group_ratios"] == [0.0, 1.0, 0.5]
+    assert all(seen[0] == 0.0 for seen in opt.seen)
+    np.testing.assert_allclose([s[1] for s in opt.seen], result.train_lrs, rtol=1e-12)
+    np.testing.assert_allclose([s[2] for s in opt.seen], np.array(result.train_lrs) / 2,
+                               rtol=1e-12)
+    assert result.verdict == "ok", result.reason
+    s = result.suggested_lr
+    assert result.suggested_lrs == [0.0, s, s * 0.5]
+    assert "(per group: 0, " in result.summary()
+
+    fresh = frozen_first_optimizer(FrozenFirst(), lrs=(0.0, 1.0, 1.0))
+    result.apply(fresh)
+    assert [g["lr"] for g in fresh.param_groups] == [0.0, s, s * 0.5]
+    assert FinderResult.from_json(result.to_json()).suggested_lrs == result.suggested_lrs
+
+    # an optimizer with other groups, or an inconclusive result: one clear line, nothing set
+    other = torch.optim.SGD(small_net.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"^the optimizer has 1 param group\(s\) but the "
+                                         r"range test ran with 3: apply it to an optimizer"):
+        result.apply(other)
+    assert other.param_groups[0]["lr"] == 0.1
+    result.suggested_lr, result.reason = None, "flat: ..."
+    with pytest.raises(ValueError, match=r"no suggestion to apply: .*\(flat: \.\.\.\)"):
+        result.apply(other)
+
+
+def test_all_groups_frozen_is_a_clear_error(blobs, small_net):
+    opt = torch.optim.SGD(small_net.parameters(), lr=0.0)
+    with pytest.raises(ValueError, match="every param group has lr=0"):
+        find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs)
+
+
+def test_results_saved_before_per_group_rates_still_load(blobs, small_net):
+    import json
+
+    opt = torch.optim.SGD(small_net.parameters(), lr=0.1, momentum=0.9)
+    result = find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, num_iters=60, start_lr=1e-5)
+    data = json.loads(result.to_json())
+    del data["suggested_lrs"]
+    old = FinderResult.from_json(json.dumps(data))
+    assert old.suggested_lrs is None and old.suggested_lr == result.suggested_lr
+    assert result.suggested_lr is not None, result.reason
+    old.apply(opt)  # one group: the suggestion itself
+    assert opt.param_groups[0]["lr"] == result.suggested_lr

@@ -91,8 +91,59 @@ def test_rules_are_scale_invariant_and_shift_equivariant(scale, shift, noise, se
             assert scaled == pytest.approx(base, rel=1e-12), name
             assert shifted == pytest.approx(base * 10**shift, rel=1e-9), name
             assert lrs[0] / 10 <= base <= lrs[-1], name
+    steepest = suggest.steepest(lrs, y)
+    if steepest is not None:
+        assert steepest < lrs[int(np.argmin(y))]
 
 
 def test_rules_reject_mismatched_arrays():
     with pytest.raises(ValueError, match="one length"):
         suggest.steepest([1e-3, 1e-2], [1.0])
+
+
+def test_steepest_never_returns_the_minimums_own_rate():
+    # validation mode, few points: the last step into the minimum is the steepest one; the
+    # rule must answer with a rate strictly before the minimum
+    lrs = np.geomspace(1e-4, 1e-1, 6)
+    y = np.array([2.0, 1.95, 1.9, 1.0, 2.45, 3.0])
+    slope = np.gradient(y[:4], np.log10(lrs[:4]))
+    assert int(np.argmin(slope)) == 3  # what the rule returned before issue 14
+    assert suggest.steepest(lrs, y) == lrs[2]
+
+
+STOPPED_EARLY = suggest.Stop("diverged", 1.3e-6, 43, 300)
+FINISHED = suggest.Stop("finished", 10.0, 300, 300)
+
+
+@pytest.mark.parametrize(
+    ("losses", "stop", "says", "never"),
+    [
+        (np.array([2.3, 2.0, 1.5]), STOPPED_EARLY, "lower start_lr", "more iterations"),
+        (np.array([2.3, 2.0, 1.5]), suggest.Stop("finished", 1e-3, 3, 3),
+         "use more iterations", "start_lr"),
+        (np.linspace(2.3, 2.0, 100) + np.random.default_rng(0).normal(0, 0.5, 100),
+         STOPPED_EARLY, "a larger batch", "more iterations"),
+        (np.full(100, 2.3) + np.linspace(0, -0.02, 100), FINISHED, "raise end_lr", "start_lr"),
+        (np.full(100, 2.3) + np.linspace(0, -0.02, 100), STOPPED_EARLY, "check that the model",
+         "end_lr"),
+        (np.linspace(1, 5, 100), STOPPED_EARLY, "lower start_lr", "more iterations"),
+        (np.linspace(2.3, 0.5, 100), FINISHED, "raise end_lr", "more iterations"),
+        (np.linspace(2.3, 0.5, 100), suggest.Stop("non_finite", 0.1, 100, 300),
+         "use more iterations or a lower end_lr", "raise end_lr"),
+    ],
+    ids=["few-diverged", "few-finished", "noisy-diverged", "flat-finished", "flat-diverged",
+         "no-descent", "no-turn-finished", "no-turn-non-finite"],
+)
+def test_inconclusive_advice_fits_where_and_why_the_sweep_stopped(losses, stop, says, never):
+    lrs = np.logspace(-6, 0, len(losses))
+    smoothed = suggest.smooth_curve(losses, 0.05 * len(losses))
+    verdict, why = suggest.verdict(lrs, losses, smoothed, stop=stop)
+    assert verdict == "inconclusive"
+    assert f"(the sweep {stop.describe()})" in why
+    assert says in why and never not in why
+
+
+def test_stop_describes_itself():
+    assert STOPPED_EARLY.describe() == "diverged at lr 1.3e-06 after 43 of 300 steps"
+    assert FINISHED.describe() == "finished after 300 of 300 steps"
+    assert suggest.Stop("finished", 1.0, 5, None).describe() == "finished after 5 steps"

@@ -103,3 +103,14 @@ def test_applier_values_are_what_preview_shows():
     for t in range(60):
         assert applier.values() == {"lr": [preview["lr"][t]], "momentum": [preview["momentum"][t]]}
         applier.step()
+
+
+def test_plot_schedule_puts_the_jump_legend_beside_the_curve(legends_clear, texts_of):
+    from lrtune.plots import pyplot
+
+    fig = lrtune.plot_schedule(named_schedule("step", lr=0.1, total_steps=90), 90)
+    try:
+        (legend,) = legends_clear(fig)
+        assert texts_of(legend) == ["jump (2)"]
+    finally:
+        pyplot().close(fig)

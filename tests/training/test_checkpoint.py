@@ -65,15 +65,17 @@ def test_load_refuses_pickled_code_and_foreign_files(tmp_path):
 
     evil = tmp_path / "evil.pt"
     torch.save({"format": "lrtune.checkpoint", "payload": Evil()}, evil)
-    with pytest.raises(ValueError, match=f"cannot read checkpoint {evil}.*Weights only load"):
+    with pytest.raises(ValueError) as info:
         load_checkpoint(evil)
+    # one line, and never torch's advice to retry with weights_only=False
+    assert str(info.value) == f"{evil} is not an lrtune checkpoint (or is unsafe to load)"
     other = tmp_path / "other.pt"
     torch.save({"model": {}}, other)
     with pytest.raises(ValueError, match="is not an lrtune checkpoint"):
         load_checkpoint(other)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(pickle.dumps([1]) + b"garbage")
-    with pytest.raises(ValueError, match="cannot read checkpoint"):
+    with pytest.raises(ValueError, match=r"junk\.pt is not an lrtune checkpoint"):
         load_checkpoint(junk)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -223,3 +225,18 @@ def test_resume_when_already_done_trains_nothing(tmp_path, data):
     history = again.fit(*data, epochs=2, batch_size=32, resume=tmp_path / "ckpt" / "last.pt")
     assert len(history) == 2
     assert again.stop_reason == "completed"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    """A plain ``open()`` gives 0o666 & ~umask; the atomic write's temporary file must too."""
+    from lrtune.training.checkpoint_io import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text("x", tmp_path / "atomic.json")
+        (tmp_path / "plain.json").write_text("x")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "atomic.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o666 & ~umask

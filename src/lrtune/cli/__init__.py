@@ -8,6 +8,7 @@ as one line with exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OS errors a user fixes (space, permissions, paths) rather than bugs: one line, not a traceback
+USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                         errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG,
+                         errno.ENOTEMPTY})
 DISTRIBUTED_COMMANDS = ("find", "train")  # the ones that run under torchrun (WORLD_SIZE > 1)
 
 
@@ -51,6 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"lrtune {args.command}{_rank_tag()}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (`lrtune ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, what a shell reports for a command the pipe ended
+    except OSError as exc:
+        if exc.errno not in USER_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        kept = ("; the files written before (checkpoints included) are complete"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+        print(f"lrtune {args.command}{_rank_tag()}: error: {exc.strerror}{where}{kept}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lrtune {args.command}{_rank_tag()}: interrupted", file=sys.stderr)

@@ -8,11 +8,11 @@ trained with early stopping, checkpoints and TensorBoard -> test metrics, all wr
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from lrtune.cli.common import positive_int
+from lrtune.cli.common import momentum_value, positive_int
+from lrtune.cli.rundir import add_overwrite_argument, run_in_folder
 
 EPILOG = """examples:
   lrtune demo                                   # digits, offline, about a minute
@@ -29,48 +29,59 @@ def add_parser(subparsers) -> None:
                                                         "fashion-mnist")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--momentum", type=momentum_value, default=0.9,
+                   help="SGD momentum in [0, 1) (default 0.9)")
     p.add_argument("--epochs", type=positive_int, default=100, help="at most (default 100)")
     p.add_argument("--patience", type=positive_int, default=10,
                    help="early-stopping patience in epochs (default 10)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    add_overwrite_argument(p)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from lrtune.cli.checks import check_output_path, check_train_options
     from lrtune.cli.compare import train_args
-    from lrtune.cli.train import run_training
-    from lrtune.data import load_dataset
-    from lrtune.data.figures import plot_sample_grid
-    from lrtune.finder import FinderResult
-    from lrtune.plots import pyplot
 
-    start = time.perf_counter()
+    check_output_path(args.out)
     out = Path(args.out)
-    splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
-    if splits.task != "classification":
-        raise ValueError(f"the demo is seed 000's classification recipe; {args.dataset!r} is "
-                         "a regression dataset (try lrtune compare for seed 004)")
-    out.mkdir(parents=True, exist_ok=True)
-    grid = out / "sample_grid.png"
-    pyplot().close(plot_sample_grid(*splits.train, splits.class_names, path=grid))
-
     train_argv = ["--dataset", args.dataset, "--model", "mlp", "--optimizer", args.optimizer,
                   "--momentum", str(args.momentum), "--lr", "auto", "--epochs", str(args.epochs),
                   "--patience", str(args.patience), "--batch-size", str(args.batch_size),
                   "--seed", str(args.seed)]
     if args.data_dir:
         train_argv += ["--data-dir", args.data_dir]
-    summary = run_training(train_args("demo", train_argv, out / "train", args.verbose))
+    train = train_args("demo", train_argv, out / "train", args.verbose)
+    check_train_options(train)
+    return run_in_folder(out, lambda: _demo(args, out, train, train_argv), command="demo",
+                         overwrite=args.overwrite)
+
+
+def _demo(args, out: Path, train, train_argv: list[str]) -> int:
+    from lrtune.cli.train import run_training
+    from lrtune.data import load_dataset
+    from lrtune.data.figures import plot_sample_grid
+    from lrtune.finder import FinderResult
+    from lrtune.plots import pyplot
+    from lrtune.result_io import write_json
+
+    start = time.perf_counter()
+    splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
+    if splits.task != "classification":
+        raise ValueError(f"the demo is seed 000's classification recipe; {args.dataset!r} is "
+                         "a regression dataset (try lrtune compare for seed 004)")
+    grid = out / "sample_grid.png"
+    pyplot().close(plot_sample_grid(*splits.train, splits.class_names, path=grid))
+    summary = run_training(train)
     finder = FinderResult.from_json(out / "train" / "lr_find" / "lr_find.json")
     summary["seconds_total"] = round(time.perf_counter() - start, 3)
     summary["suggestions"] = finder.suggestions
     summary["rule"] = finder.rule
     report = _write_report(out, splits, finder, summary, train_argv)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary, out / "summary.json")
     if "error" in summary:
         print(f"lrtune demo: error: {summary['error']}")
         return 1

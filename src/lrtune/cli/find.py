@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from lrtune.cli.common import positive_float, positive_int, seed_everything
+from lrtune.cli.checks import MAX_CONFIRM, MAX_NUM_ITERS
+from lrtune.cli.common import (
+    UsageError,
+    bounded_int,
+    momentum_value,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    seed_everything,
+)
+from lrtune.cli.rundir import add_overwrite_argument
+from lrtune.lr_free import LR_FREE
+
+MIN_NUM_ITERS = 8  # as lrtune.finder.suggest.MIN_POINTS: fewer points give no verdict
 
 CONFIRM_FRACTION = 0.5  # as lrtune.sweep.confirm (copied: --help must not import torch)
 
@@ -25,8 +38,8 @@ def add_parser(subparsers) -> None:
     add_model_arguments(p)
     p.add_argument("--start-lr", type=positive_float, default=1e-7)
     p.add_argument("--end-lr", type=positive_float, default=10.0)
-    p.add_argument("--num-iters", type=int, default=300,
-                   help="optimizer steps (>= 2, default 300)")
+    p.add_argument("--num-iters", type=bounded_int(MIN_NUM_ITERS, MAX_NUM_ITERS), default=300,
+                   help=f"optimizer steps ({MIN_NUM_ITERS} to {MAX_NUM_ITERS:,}, default 300)")
     p.add_argument("--mode", choices=["exp", "linear"], default="exp")
     p.add_argument("--smooth", type=float, default=0.05,
                    help="smoothing window, fraction of the sweep (default 0.05)")
@@ -37,13 +50,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--val-every", type=positive_int, default=1)
     p.add_argument("--rule", default=None, help="suggestion rule (default: the measured best)")
     p.add_argument("--out", default="runs/find", help="output folder (default runs/find)")
+    add_overwrite_argument(p)
     add_confirm_arguments(p)
     p.set_defaults(run=run)
 
 
 def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = True) -> None:
     """``--confirm [K]``: check K rates of the range test's bracket by short real training."""
-    p.add_argument("--confirm", type=positive_int, nargs="?", const=8, default=None, metavar="K",
+    p.add_argument("--confirm", type=bounded_int(1, MAX_CONFIRM), nargs="?", const=8, default=None,
+                   metavar="K",
                    help="train K rates (default 8) inside the range test's bracket at once "
                         "(vectorised) on a short budget and pick the best by validation")
     if with_epochs:  # `lrtune train` has its own --epochs
@@ -60,11 +75,13 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", help="dataset name (default digits, offline)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     p.add_argument("--model", default="mlp", help="model name (default mlp: 300-100 ReLU)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
-    p.add_argument("--momentum", type=float, default=0.0,
-                   help="SGD momentum (Adam: beta1 when given)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", *LR_FREE], default="sgd",
+                   help="sgd (default), adam, adamw, or a learning-rate-free one "
+                        "(needs pip install 'lrtune[lrfree]'; `lrtune train` only)")
+    p.add_argument("--momentum", type=momentum_value, default=0.0,
+                   help="SGD momentum in [0, 1) (Adam: beta1 when given)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -86,27 +103,44 @@ def build_setup(args):
     splits = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir)
     model = build_model(args.model, splits.in_features, splits.n_outputs,
                         input_shape=splits.input_shape).to(args.device)
-    optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
-                               momentum=args.momentum, weight_decay=args.weight_decay,
-                               nesterov=args.nesterov)
+    try:
+        optimizer = make_optimizer(args.optimizer, model.parameters(), lr=1.0,
+                                   momentum=args.momentum, weight_decay=args.weight_decay,
+                                   nesterov=args.nesterov)
+    except ImportError as exc:  # a learning-rate-free optimizer's package is not installed
+        raise UsageError(str(exc)) from None
     return splits, model, optimizer, loss_for(splits), torch.device(args.device)
 
 
 def run(args) -> int:
-    from lrtune.finder import RULES, find_lr
-    from lrtune.finder.suggest import DEFAULT_RULE
+    from lrtune import distributed
+    from lrtune.cli.checks import check_confirm_options, check_model_options, check_output_path
+    from lrtune.cli.rundir import run_in_folder
 
-    if args.num_iters < 2:
-        raise ValueError(f"--num-iters must be >= 2, got {args.num_iters}")
+    check_output_path(args.out)
+    check_model_options(args)
     if args.end_lr <= args.start_lr:
         raise ValueError(
             f"--end-lr ({args.end_lr}) must be greater than --start-lr ({args.start_lr})"
         )
-    check_confirm_arguments(args)
+    check_confirm_options(args)
+    from lrtune.finder import RULES
+    from lrtune.finder.suggest import DEFAULT_RULE
+
     rule = args.rule or DEFAULT_RULE
     if rule not in RULES:
         raise ValueError(f"unknown --rule {rule!r}; choose from {', '.join(RULES)}")
+    if not 0 <= args.smooth < 1:
+        raise ValueError(f"--smooth must be in [0, 1), got {args.smooth}")
+    if not distributed.is_main():  # rank 0 alone holds the folder's lock
+        return _find(args, rule)
+    return run_in_folder(args.out, lambda: _find(args, rule), command="find",
+                         overwrite=args.overwrite)
+
+
+def _find(args, rule: str) -> int:
     from lrtune import distributed
+    from lrtune.finder import find_lr
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
     result = find_lr(
@@ -133,14 +167,11 @@ def run(args) -> int:
     return 0
 
 
-def check_confirm_arguments(args) -> None:
-    if args.confirm and args.confirm_fraction > 1:
-        raise ValueError(f"--confirm-fraction must be in (0, 1], got {args.confirm_fraction}")
-
-
 def confirm(args, result, model, splits, loss_fn, device, json_path):
-    """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json)
-    and add its keys to it. Returns the :class:`~lrtune.sweep.SweepResult`."""
+    """Run the confirmation sweep; write sweep.png/sweep.json beside ``json_path`` (lr_find.json),
+    add its keys to it and redraw lr_find.png with the confirmed rate.
+
+    Returns the :class:`~lrtune.sweep.SweepResult`."""
     import json
 
     from lrtune.result_io import write_json
@@ -163,6 +194,10 @@ def confirm(args, result, model, splits, loss_fn, device, json_path):
         "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine,
     })
     write_json(data, json_path)  # atomic: a failure keeps the range test's own result
+    if swept.chosen_lr is not None:  # redraw the range test's figure with the confirmed rate
+        from lrtune.plots import save_figure
+
+        save_figure(result.plot(confirmed_lr=swept.chosen_lr), json_path.with_suffix(".png"))
     share = (f"{args.confirm_fraction:g} of {args.epochs}" if result.verdict == "ok" else
              f"all {args.epochs}: the range test was inconclusive")
     print(f"confirmation: {args.confirm} rates, {epochs} epochs each ({share}): "

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
+TOLERATED = 1.0  # inputs beyond [-1, 2] are far from the [0, 1] images every dataset holds
 EPILOG = """examples:
   lrtune predict runs/train                         # the test split of the run's dataset
   lrtune predict runs/train/checkpoints/last.pt --input images.npy --out preds.csv
@@ -33,11 +35,14 @@ def run(args) -> int:
     import numpy as np
     import torch
 
+    from lrtune.cli.checks import check_output_path
     from lrtune.trained import load_trained
     from lrtune.training.checkpoint_io import load_checkpoint
 
-    model, spec = load_trained(args.source)
     source = Path(args.source)
+    out = check_output_path(args.out, folder=False) if args.out is not None else (
+        (source if source.is_dir() else source.parent.parent) / "predictions.csv")
+    model, spec = load_trained(args.source)
     labels = None
     if args.input is not None:
         try:
@@ -47,21 +52,30 @@ def run(args) -> int:
         if X.dim() < 2 or len(X) == 0:
             raise ValueError(f"--input {args.input} must hold at least one sample (an array "
                              f"of shape (n, ...)), got shape {tuple(X.shape)}")
+        _check_finite(X, f"--input {args.input}")
     else:
         from lrtune.data import load_dataset
 
         ckpt = source / "checkpoints" / "best.pt" if source.is_dir() else source
         seed = args.seed
         if seed is None:
-            seed = load_checkpoint(ckpt)["extra"]["settings"].get("seed", 0)
+            seed = load_checkpoint(ckpt)["extra"].get("settings", {}).get("seed", 0)
         X, labels = load_dataset(spec["dataset"], seed=seed, data_dir=args.data_dir).test
     if tuple(X.shape[1:]) != tuple(spec["input_shape"]) and X[0].numel() != spec["in_features"]:
         raise ValueError(f"inputs of shape {tuple(X.shape[1:])} do not fit the model, which "
                          f"expects {tuple(spec['input_shape'])}")
     with torch.no_grad():
         outputs = torch.cat([model(X[i : i + 512]) for i in range(0, len(X), 512)])
-    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent.parent) / (
-        "predictions.csv")
+    bad = int((~torch.isfinite(outputs)).any(1).sum())
+    if bad:
+        raise ValueError(f"the model's outputs are not finite for {bad} of {len(X)} inputs (input "
+                         f"values span {X.min().item():.3g} to {X.max().item():.3g}; the model "
+                         "was trained on images in [0, 1]): no prediction written")
+    low, high = X.min().item(), X.max().item()
+    if low < -TOLERATED or high > 1 + TOLERATED:
+        print(f"lrtune predict: warning: input values span {low:.3g} to {high:.3g}, far outside "
+              "the [0, 1] the model was trained on: predictions may be meaningless",
+              file=sys.stderr)
     _write_csv(out, outputs, spec)
     line = f"predicted {len(X)} samples with {spec['name']} trained on {spec['dataset']}"
     if labels is not None and spec["task"] == "classification":
@@ -71,6 +85,15 @@ def run(args) -> int:
         line += f"; test MSE {torch.nn.functional.mse_loss(outputs, labels).item():.6g}"
     print(f"{line}; wrote {out}")
     return 0
+
+
+def _check_finite(X, what: str) -> None:
+    import torch
+
+    bad = int((~torch.isfinite(X.reshape(len(X), -1))).any(1).sum())
+    if bad:
+        raise ValueError(f"{what}: {bad} of {len(X)} samples hold NaN or infinite values; "
+                         "predictions on them would be meaningless")
 
 
 def _write_csv(path: Path, outputs, spec: dict) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from lrtune.cli.checks import MAX_SCHEDULE_STEPS
+from lrtune.cli.common import bounded_int, momentum_value, nonnegative_float, positive_float
+
 EPILOG = """examples:
   lrtune schedule linear --lr 0.03 --lr-end 0.0001 --momentum 0.9 --momentum-end 0.999 --steps 100
   lrtune schedule one_cycle --lr 0.1 --steps 1000 --out one_cycle.png
@@ -21,12 +24,14 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("name", metavar="NAME", help="schedule name (see below)")
-    p.add_argument("--lr", type=float, default=0.1,
+    p.add_argument("--lr", type=positive_float, default=0.1,
                    help="start (peak for one_cycle, cyclic, warmup_cosine) lr (default 0.1)")
-    p.add_argument("--steps", type=int, default=100, help="steps in the run (default 100)")
-    p.add_argument("--lr-end", type=float, default=None, help="lr at the last step")
-    p.add_argument("--momentum", type=float, default=None, help="momentum (start value)")
-    p.add_argument("--momentum-end", type=float, default=None,
+    p.add_argument("--steps", type=bounded_int(1, MAX_SCHEDULE_STEPS), default=100,
+                   help=f"steps in the run (at most {MAX_SCHEDULE_STEPS:,}; default 100)")
+    p.add_argument("--lr-end", type=nonnegative_float, default=None, help="lr at the last step")
+    p.add_argument("--momentum", type=momentum_value, default=None,
+                   help="momentum (start value) in [0, 1)")
+    p.add_argument("--momentum-end", type=momentum_value, default=None,
                    help="momentum at the last step (one_cycle, cyclic: at the lr peak)")
     p.add_argument("--out", default=None, help="write the plot to this PNG file")
     p.add_argument("--json", action="store_true",
@@ -35,6 +40,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from lrtune.cli.checks import check_output_path
+
+    if args.out is not None:
+        check_output_path(args.out, folder=False)
     from lrtune.schedules import (
         constant,
         find_jumps,

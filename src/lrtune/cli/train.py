@@ -10,13 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from lrtune.cli.common import UsageError, positive_float, positive_int
+from lrtune.cli.common import (
+    UsageError,
+    bounded_int,
+    momentum_value,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
 from lrtune.cli.find import add_confirm_arguments, add_model_arguments, build_setup
+from lrtune.cli.rundir import add_overwrite_argument, run_in_folder
 from lrtune.trained import model_spec
 
 EPILOG = """examples:
@@ -25,11 +32,16 @@ EPILOG = """examples:
   lrtune train --lr auto --confirm --epochs 20  # range test, then 8 rates confirmed on 10 epochs
   lrtune train --schedule linear --lr 0.03 --lr-end 0.0001 --momentum 0.9 --momentum-end 0.999
   lrtune train --out runs/train --resume        # continue from runs/train/checkpoints/last.pt
+  lrtune train --optimizer prodigy --epochs 20  # learning-rate-free: Prodigy sets its own rate
 
 DIR receives checkpoints/{best,last}.pt, tensorboard/ (tensorboard --logdir DIR/tensorboard),
 history.json, history.csv, learning_curves.png and summary.json (test metrics of the best epoch).
+DIR must be new or empty: --resume continues the run in it, --overwrite replaces it.
 """
 
+# what Trainer.load_state_dict reads: a checkpoint without them is refused before any work
+RESUME_KEYS = ("model", "optimizer", "optimizer_type", "schedules", "callbacks", "history", "rng",
+               "epoch", "global_step", "extra")
 EPOCH_SCHEDULES = ("linear", "step", "plateau")  # seed 004 adjusts per epoch; others per batch
 # settings that must not change when a run is resumed (they change the data, model or schedule)
 RESUME_SETTINGS = ("dataset", "model", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
@@ -50,8 +62,9 @@ def add_parser(subparsers) -> None:
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(p)
-    p.add_argument("--lr", type=lr_argument, default=0.01,
-                   help="learning rate, or 'auto' for the range test's suggestion (default 0.01)")
+    p.add_argument("--lr", type=lr_argument, default=None,
+                   help="learning rate, or 'auto' for the range test's suggestion (default 0.01; "
+                        "learning-rate-free optimizers: their package's default)")
     add_confirm_arguments(p, with_epochs=False)
     p.add_argument("--schedule", default=None,
                    help="constant, linear, one_cycle, cosine, warmup_cosine, cyclic, "
@@ -61,10 +74,12 @@ def add_parser(subparsers) -> None:
                         f"(default: epoch for {', '.join(EPOCH_SCHEDULES)}; batch otherwise)")
     p.add_argument("--lr-end", type=positive_float, default=None,
                    help="the schedule's final lr (linear: seed 004's 0.03 -> 0.0001)")
-    p.add_argument("--momentum-end", type=float, default=None,
+    p.add_argument("--momentum-end", type=momentum_value, default=None,
                    help="the schedule's final momentum (linear: seed 004's 0.9 -> 0.999)")
-    p.add_argument("--plateau-factor", type=float, default=0.1)
-    p.add_argument("--plateau-patience", type=int, default=2)
+    p.add_argument("--plateau-factor", type=unit_fraction, default=0.1,
+                   help="plateau: multiply lr by this in (0, 1) (default 0.1)")
+    p.add_argument("--plateau-patience", type=bounded_int(0, 10**6), default=2,
+                   help="plateau: epochs without improvement before lowering lr (default 2)")
     p.add_argument("--epochs", type=positive_int, default=10, help="total epochs (default 10)")
     p.add_argument("--accumulation-steps", type=positive_int, default=1, metavar="K",
                    help="micro-batches per optimizer step (default 1)")
@@ -75,12 +90,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="runs/train", help="output folder DIR (default runs/train)")
     p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT (default DIR/checkpoints/last.pt)")
+    add_overwrite_argument(p)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                    help="0 quiet, 1 table + live bar on a terminal (default), 2 table only")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from lrtune import distributed
+    from lrtune.cli.checks import check_train_options
+
+    args.lr = _resolve_lr(args)
+    check_train_options(args)
+    if not distributed.is_main():  # rank 0 alone holds the folder's lock
+        return _train_and_report(args)
+    return run_in_folder(args.out, lambda: _train_and_report(args), command="train",
+                         resume=args.resume is not None, overwrite=args.overwrite,
+                         resume_hint=True)
+
+
+def _train_and_report(args) -> int:
     from lrtune import distributed
 
     summary = run_training(args)
@@ -106,8 +135,9 @@ def run_training(args) -> dict:
     ``lrtune demo`` and ``lrtune compare`` run their recipes through this too.
     """
     from lrtune import distributed
-    from lrtune.cli.find import check_confirm_arguments
+    from lrtune.cli.checks import check_train_options
     from lrtune.data.batching import as_batches
+    from lrtune.lr_free import effective_lrs, set_run_length
     from lrtune.training import (
         Checkpoint,
         EarlyStopping,
@@ -117,9 +147,8 @@ def run_training(args) -> dict:
         load_checkpoint,
     )
 
-    if args.confirm and args.lr != "auto":
-        raise UsageError("--confirm checks the range test's bracket: it needs --lr auto")
-    check_confirm_arguments(args)
+    args.lr = _resolve_lr(args)
+    check_train_options(args)  # again: demo and compare call this directly
     out = Path(args.out)
     main, world = distributed.is_main(), distributed.world_size()
     settings = {k: getattr(args, k) for k in RESUME_SETTINGS}
@@ -129,21 +158,29 @@ def run_training(args) -> dict:
     state = None
     if args.resume is not None:
         path = out / "checkpoints" / "last.pt" if args.resume == "last" else Path(args.resume)
-        state = load_checkpoint(path)
-        _check_same_settings(state.get("extra", {}).get("settings", {}), settings, path)
+        state = load_checkpoint(path, require=RESUME_KEYS)
+        saved = state["extra"].get("settings") if isinstance(state["extra"], dict) else None
+        if not isinstance(saved, dict) or "lr" not in state["extra"]:
+            raise ValueError(f"{path} was not written by `lrtune train` (no settings in it); "
+                             "resume it with Trainer.fit(..., resume=PATH)")
+        _check_same_settings(saved, settings, path)
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
+    seconds_lr_search = 0.0  # the range test (and confirmation) of --lr auto
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module
     if state is not None and args.lr == "auto":
         lr = float(state["extra"]["lr"])  # the rate the interrupted run chose
     elif args.lr == "auto":
+        search_start = time.perf_counter()
         lr = _range_test_lr(args, splits, net, optimizer, loss_fn, device, out)
+        seconds_lr_search = round(time.perf_counter() - search_start, 3)
     else:
         lr = float(args.lr)
     for group in optimizer.param_groups:
         group["lr"] = lr
     n_batches = len(as_batches(splits.train, args.batch_size, rank=distributed.rank(),
                                world_size=world))  # steps per epoch, on every rank
+    set_run_length(optimizer, args.epochs * n_batches)  # Schedule-Free's warmup
     schedules = _build_schedules(args, optimizer, lr, n_batches)
     augment = _build_augment(args.augment, splits)
     classification = splits.task == "classification"
@@ -156,8 +193,6 @@ def run_training(args) -> dict:
     checkpoint = Checkpoint(out / "checkpoints", monitor="valid_loss",
                             extra={"lr": lr, "settings": settings, "model_spec": spec})
     callbacks += [checkpoint, TensorBoard(out / "tensorboard")]
-    if main and state is None and (out / "tensorboard").is_dir():
-        shutil.rmtree(out / "tensorboard")  # a fresh run must not mix its curves with old ones
     trainer = Trainer(net, optimizer, loss_fn, metrics=["accuracy"] if classification else None,
                       callbacks=callbacks, schedules=schedules, augment=augment, device=device,
                       verbose=args.verbose, precision=args.precision,
@@ -182,7 +217,10 @@ def run_training(args) -> dict:
         "best_epoch": checkpoint.best_epoch_,
         "best_valid_loss": checkpoint.best_ if checkpoint.best_epoch_ else None,
         "seconds": round(time.perf_counter() - start, 3),
+        "seconds_lr_search": seconds_lr_search,
     }
+    if effective_lrs(optimizer) is not None:  # Prodigy, D-Adaptation: the rate they arrived at
+        summary["effective_lr"] = effective_lrs(optimizer)[0]
     # rank 0 wrote it (a barrier followed); its answer keeps every rank on the same path
     if failure is None and distributed.broadcast_object(checkpoint.best_path.is_file()):
         # the test set sees the best epoch's weights, whatever the last epoch did
@@ -201,6 +239,25 @@ def run_training(args) -> dict:
     return summary
 
 
+def _resolve_lr(args) -> float | str:
+    """``--lr`` as given, else 0.01, or a learning-rate-free optimizer's own default."""
+    from lrtune.lr_free import LR_FREE
+
+    if args.optimizer not in LR_FREE:
+        return 0.01 if args.lr is None else args.lr
+    if args.lr == "auto":
+        raise UsageError(f"--lr auto runs the range test, which does not apply to "
+                         f"{args.optimizer}: it sets its own step size (leave --lr out)")
+    if args.lr is not None:
+        return args.lr
+    from lrtune.lr_free import default_lr
+
+    try:
+        return default_lr(args.optimizer)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
     if saved.get("world_size", 1) != now["world_size"]:
         raise UsageError(
@@ -208,8 +265,10 @@ def _check_same_settings(saved: dict, now: dict, path: Path) -> None:
             f"has {now['world_size']}: --batch-size is per process, so the batches would differ; "
             "resume with the same torchrun --nproc_per_node x --nnodes")
     keys = [k for k in RESUME_SETTINGS if k in saved and saved[k] != now[k]]
-    if now["schedule"] not in ("constant", "plateau") and saved.get("epochs") != now["epochs"]:
-        keys.append("epochs")  # the schedule's length depends on it
+    sets_warmup = now["optimizer"].startswith("schedulefree")
+    if (now["schedule"] not in ("constant", "plateau") or sets_warmup) \
+            and saved.get("epochs") != now["epochs"]:
+        keys.append("epochs")  # the schedule's (or Schedule-Free's warmup's) length depends on it
     if keys:
         diffs = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {now[k]})" for k in keys)
         raise UsageError(f"{path} was written by a run with different settings: {diffs}")

@@ -63,6 +63,7 @@ DATASETS = {
     "facial-keypoints-masked": _facial_keypoints_masked,
     "synthetic-faces": _synthetic_faces,
 }
+OFFLINE_DATASETS = frozenset({"digits", "synthetic-faces"})  # built in: they read no data_dir
 
 
 def load_dataset(name: str, *, seed: int = 0, data_dir=None) -> Splits:
@@ -72,4 +73,5 @@ def load_dataset(name: str, *, seed: int = 0, data_dir=None) -> Splits:
     return DATASETS[name](seed=seed, data_dir=data_dir)
 
 
-__all__ = ["DATASETS", "Splits", "TensorBatches", "as_batches", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "OFFLINE_DATASETS", "Splits", "TensorBatches", "as_batches", "load_dataset",
+           "read_idx"]

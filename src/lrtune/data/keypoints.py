@@ -152,9 +152,19 @@ def read_keypoints_csv(path: str | PathLike, *, missing: str = "drop",
     if missing not in ("drop", "mask"):
         raise ValueError(f"missing must be 'drop' or 'mask', got {missing!r}")
     path = Path(path)
+    try:
+        return _read_rows(path, missing, image_size)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text CSV (it holds bytes that are not UTF-8 text)") \
+            from None
+    except csv.Error as exc:
+        raise ValueError(f"{path} is not a valid CSV ({exc})") from None
+
+
+def _read_rows(path: Path, missing: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     n_pixels = image_size * image_size
     images, targets = [], []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:

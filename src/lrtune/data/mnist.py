@@ -81,6 +81,9 @@ FASHION_MNIST = IdxDataset(
 )
 
 
+IMAGE_SHAPE = (28, 28)  # both MNIST and Fashion-MNIST
+
+
 def _fetch(dataset: IdxDataset, remote: RemoteFile, data_dir) -> np.ndarray:
     if data_dir is not None:
         path = find_local(dataset.name, data_dir, remote.name, dataset.homepage)
@@ -98,6 +101,9 @@ def _images_and_labels(dataset: IdxDataset, images: RemoteFile, labels: RemoteFi
     if X.ndim != 3 or X.dtype != np.uint8:
         raise ValueError(f"{dataset.name}: {images.name} holds {X.dtype} of shape {X.shape}, "
                          "expected uint8 images (N, rows, cols)")
+    if X.shape[1:] != IMAGE_SHAPE:  # the models and the 784-feature MLP are built for 28x28
+        raise ValueError(f"{dataset.name}: {images.name} images are {X.shape[1]}×{X.shape[2]}, "
+                         f"expected {IMAGE_SHAPE[0]}×{IMAGE_SHAPE[1]}")
     if y.ndim != 1 or len(y) != len(X):
         raise ValueError(f"{dataset.name}: {labels.name} has shape {y.shape}, expected "
                          f"({len(X)},), one label per image of {images.name}")

@@ -15,9 +15,10 @@ from torch import nn
 from lrtune import distributed
 from lrtune.data.batching import as_batches
 from lrtune.finder import suggest
-from lrtune.finder.divergence import DivergenceMonitor
+from lrtune.finder.divergence import DivergenceTest
 from lrtune.finder.result import FinderResult
 from lrtune.finder.snapshot import Snapshot
+from lrtune.lr_free import refuse_range_test
 from lrtune.steps import Step, StepRunner, batch_size_of
 
 MAX_SKIPPED_STEPS = 64  # consecutive GradScaler skips before the sweep gives up (non_finite)
@@ -107,11 +108,13 @@ def find_lr(
 ) -> FinderResult:
     """Run a learning-rate range test and suggest a rate.
 
-    The rate of the first param group goes from ``start_lr`` to ``end_lr`` over ``num_iters``
-    optimizer steps (geometrically for ``mode="exp"``, evenly for ``"linear"``); every other
-    group is scaled by the same factor, so the ratios between groups are kept. The sweep stops
-    early when the loss is non-finite or the online-smoothed loss exceeds ``diverge_factor``
-    times its best.
+    The rate of the reference param group (the first with ``lr > 0``) goes from ``start_lr``
+    to ``end_lr`` over ``num_iters`` optimizer steps (geometrically for ``mode="exp"``, evenly
+    for ``"linear"``); every other group is scaled by the same factor, so the ratios between
+    groups are kept and frozen groups (``lr=0``) stay at 0. The sweep stops early when the loss
+    is non-finite or has diverged: the online-smoothed loss exceeds its best by more than
+    ``diverge_factor - 1`` times the best and by more than the loss's measured noise (see
+    :mod:`lrtune.finder.divergence`).
 
     Args:
         model, optimizer, loss_fn: as in a training loop; ``loss_fn(model(x), y)``.
@@ -127,7 +130,8 @@ def find_lr(
         clip_grad_norm, clip_grad_value: gradient clipping before each optimizer step.
         start_lr, end_lr, num_iters, mode: the sweep.
         smooth: smoothing window as a fraction of the sweep's points (0 turns it off).
-        diverge_factor: stop once the smoothed loss exceeds this multiple of its best.
+        diverge_factor: stop once the smoothed loss exceeds this multiple of its best (and
+            its noise allows: a small, noisy loss must rise beyond its noise, for 3 points).
         val_data: optional ``(X, y)`` or ``DataLoader``; when given, the fixed validation set
             is evaluated every ``val_every`` steps and that curve is the one the rules read.
         accumulation_steps: micro-batches per optimizer step; the rate advances per step.
@@ -150,6 +154,7 @@ def find_lr(
         ValueError: bad arguments, or empty data.
         FloatingPointError: the loss is not finite at the very first step.
     """
+    refuse_range_test(optimizer)  # Prodigy, Schedule-Free, D-Adaptation: no rate to find
     _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
                 accumulation_steps, val_every)
     if rule not in suggest.RULES:
@@ -160,9 +165,11 @@ def find_lr(
     if not groups:
         raise ValueError(f"optimizer must be a torch optimizer with param groups, got "
                          f"{type(optimizer).__name__}")
-    base = float(groups[0]["lr"])
-    if base <= 0:
-        raise ValueError(f"the first param group's lr must be > 0 to keep group ratios, got {base}")
+    reference = next((i for i, g in enumerate(groups) if float(g["lr"]) > 0), None)
+    if reference is None:
+        raise ValueError("every param group has lr=0 (all frozen): set lr > 0 on the groups "
+                         "to sweep")
+    base = float(groups[reference]["lr"])
     ratios = [float(g["lr"]) / base for g in groups]
     if device is None:
         first = next(model.parameters(), None)
@@ -195,7 +202,8 @@ def find_lr(
                     val_every=val_every if val_data is not None else None,
                     accumulation_steps=accumulation_steps, seed=seed,
                     optimizer=type(optimizer).__name__, precision=runner.precision,
-                    step="default" if runner.is_default else "custom")
+                    step="default" if runner.is_default else "custom",
+                    reference_group=reference, group_ratios=ratios)
     return analyse(curve, rule=rule, smooth=smooth, settings=settings)
 
 
@@ -205,7 +213,8 @@ def _sweep(runner: StepRunner, batches, val_batches, ratios, *, start_lr, end_lr
     model, optimizer = runner.model, runner.optimizer
     groups = optimizer.param_groups
     n_points = num_iters if val_batches is None else -(-num_iters // val_every)
-    monitor = DivergenceMonitor(diverge_factor, smooth=smooth, n_points=n_points)
+    alpha = 2.0 / (max(1.0, smooth * n_points) + 1.0)  # online EMA, for the divergence test only
+    diverged = DivergenceTest(alpha, diverge_factor)
     train_lrs: list[float] = []
     train_losses: list[float] = []
     lrs: list[float] = []
@@ -253,7 +262,7 @@ def _sweep(runner: StepRunner, batches, val_batches, ratios, *, start_lr, end_lr
             continue
         lrs.append(lr)
         losses.append(point)
-        if monitor.update(point):
+        if diverged.update(point):
             stop_reason, stop_lr = "diverged", lr
             break
     return dict(lrs=lrs, losses=losses, train_lrs=train_lrs, train_losses=train_losses,
@@ -312,13 +321,17 @@ def analyse(curve: dict[str, Any], *, rule: str, smooth: float, settings: dict) 
     """Smooth the monitored curve, run every rule, and decide the verdict."""
     lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
     smoothed = suggest.smooth_curve(losses, window=smooth * max(len(losses), 1))
-    verdict, reason = suggest.verdict(lrs, losses, smoothed)
+    stop = suggest.Stop(curve["stop_reason"], float(curve["stop_lr"]),
+                        len(curve["train_losses"]), settings.get("num_iters"))
+    verdict, reason = suggest.verdict(lrs, losses, smoothed, stop=stop)
     # an "ok" verdict implies MIN_POINTS (>= 3) points
     suggestions = (suggest.suggest_all(lrs, smoothed) if len(lrs) >= 3
                    else dict.fromkeys(suggest.RULES))
     chosen = suggestions.get(rule) if verdict == "ok" else None
     if verdict == "ok" and chosen is None:
-        verdict, reason = "inconclusive", f"the {rule} rule found no point on this curve"
+        verdict, reason = "inconclusive", (
+            f"the {rule} rule found no point on this curve; see result.suggestions for the "
+            "other rules")
     elif verdict == "ok" and chosen <= lrs[0]:
         verdict, reason = "inconclusive", (
             f"the {rule} rule lands on the first point of the sweep (lr={lrs[0]:.3g}); "
@@ -326,10 +339,12 @@ def analyse(curve: dict[str, Any], *, rule: str, smooth: float, settings: dict) 
         )
     if verdict != "ok":
         chosen = None
+    ratios = settings.get("group_ratios") or [1.0]
     return FinderResult(
         lrs=lrs.tolist(), losses=losses.tolist(), smoothed_losses=smoothed.tolist(),
         train_lrs=list(curve["train_lrs"]), train_losses=list(curve["train_losses"]),
         stop_reason=curve["stop_reason"], stop_lr=float(curve["stop_lr"]),
         suggestions=suggestions, rule=rule, suggested_lr=chosen, verdict=verdict, reason=reason,
         monitor=curve["monitor"], settings=settings,
+        suggested_lrs=None if chosen is None else [chosen * r for r in ratios],
     )

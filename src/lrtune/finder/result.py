@@ -16,7 +16,8 @@ class FinderResult(JsonResult):
     """The outcome of :func:`lrtune.find_lr`.
 
     Attributes:
-        lrs: learning rate of the first param group at each point of the monitored curve.
+        lrs: learning rate of the reference param group (the first with ``lr > 0``) at each
+            point of the monitored curve.
         losses: the monitored raw loss at each point (training loss, or validation loss in
             validation mode).
         smoothed_losses: ``losses`` after zero-lag smoothing; the rules read this curve.
@@ -28,7 +29,10 @@ class FinderResult(JsonResult):
         rule: the rule whose value is ``suggested_lr``.
         suggested_lr: the suggestion, or ``None`` when the verdict is inconclusive.
         verdict: ``"ok"`` or ``"inconclusive"``; ``reason`` says why when inconclusive.
-        settings: the arguments the sweep ran with.
+        settings: the arguments the sweep ran with (and ``reference_group``,
+            ``group_ratios``: each group's lr over the reference group's, as the user set them).
+        suggested_lrs: the suggestion for every param group (``suggested_lr`` times the
+            group's ratio; 0 for a frozen group), or ``None`` when inconclusive.
     """
 
     lrs: list[float]
@@ -45,27 +49,59 @@ class FinderResult(JsonResult):
     reason: str = ""
     monitor: str = "train"
     settings: dict[str, Any] = field(default_factory=dict)
+    suggested_lrs: list[float] | None = None  # absent from results saved before it existed
 
     KIND = "range-test result"
 
     def summary(self) -> str:
-        """One line for people: the suggestion and the verdict."""
+        """One line for people: the suggestion and the verdict, or why there is none."""
+        steps = len(self.train_losses)
+        planned = self.settings.get("num_iters")
+        stopped = (f"stopped: {self.stop_reason} at lr {self.stop_lr:.3g} after {steps}"
+                   f"{f' of {planned}' if planned else ''} steps")
         if self.suggested_lr is None:
-            return f"inconclusive: {self.reason}"
-        return (
-            f"suggested lr {self.suggested_lr:.3g} ({self.rule}); verdict ok; "
-            f"stopped: {self.stop_reason} at lr {self.stop_lr:.3g}"
-        )
+            return f"inconclusive: {self.reason}; {stopped}"
+        groups = ""
+        if self.suggested_lrs is not None and len(self.suggested_lrs) > 1:
+            groups = " (per group: " + ", ".join(f"{lr:.3g}" for lr in self.suggested_lrs) + ")"
+        return f"suggested lr {self.suggested_lr:.3g}{groups} ({self.rule}); verdict ok; {stopped}"
+
+    def apply(self, optimizer) -> None:
+        """Set every param group's ``lr`` to its suggestion (frozen groups stay at 0).
+
+        Call it before creating a scheduler (schedulers read the rate they start from).
+
+        Raises:
+            ValueError: the verdict is inconclusive, or the optimizer's number of param groups
+                differs from the one the range test ran with.
+        """
+        if self.suggested_lr is None:
+            raise ValueError(f"no suggestion to apply: the range test was inconclusive "
+                             f"({self.reason})")
+        lrs = self.suggested_lrs or [self.suggested_lr]
+        groups = getattr(optimizer, "param_groups", None)
+        if groups is None or len(groups) != len(lrs):
+            n = "no" if groups is None else len(groups)
+            raise ValueError(f"the optimizer has {n} param group(s) but the range test ran "
+                             f"with {len(lrs)}: apply it to an optimizer with the same groups")
+        for group, lr in zip(groups, lrs, strict=True):
+            group["lr"] = lr
 
     # -- figures -------------------------------------------------------------------------
-    def plot(self, ax=None):
+    def plot(self, ax=None, *, confirmed_lr: float | None = None):
         """Loss against lr (log axis): raw and smoothed curves, the minimum, every suggestion.
+
+        Args:
+            ax: axes to draw into (a new figure when None).
+            confirmed_lr: the rate a confirmation by training chose (``lrtune find
+                --confirm`` records it as ``confirmed_lr`` in ``lr_find.json``), drawn as a
+                vertical line.
 
         Returns the matplotlib Figure.
         """
         from lrtune.plots import plot_finder
 
-        return plot_finder(self, ax=ax)
+        return plot_finder(self, ax=ax, confirmed_lr=confirmed_lr)
 
     def save(self, out_dir: str | Path, stem: str = "lr_find") -> tuple[Path, Path]:
         """Write ``stem.png`` (300 dpi) and ``stem.json`` into ``out_dir``; return both paths."""

@@ -5,7 +5,8 @@ Every rule takes the learning rates of the sweep and the *smoothed* loss at each
 rule nothing to work with. Rules look at ``x = log10(lr)`` and ``y = loss``; ``m`` is the index
 of the minimum of ``y``.
 
-- ``steepest``: the rate where the loss falls fastest per decade, ``argmin dy/dx`` over ``[0, m]``.
+- ``steepest``: the rate where the loss falls fastest per decade, ``argmin dy/dx`` over
+  ``[0, m)`` (strictly before the minimum: never the minimum's own rate).
 - ``valley``: the middle (in log-lr) of the longest run of consecutive decreases of ``y``.
 - ``min_div_10``: a tenth of the rate at the minimum, ``lr[m] / 10``.
 - ``half_turn`` (seed 000): half the rate where the loss turns up, ``lr[m] / 2``.
@@ -16,6 +17,7 @@ of the minimum of ``y``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,7 +41,7 @@ def steepest(lrs, losses) -> float | None:
     m = int(np.argmin(y))
     if m < 2:
         return None
-    slope = np.gradient(y[: m + 1], x[: m + 1])
+    slope = np.gradient(y[: m + 1], x[: m + 1])[:m]  # the minimum's own point is excluded
     i = int(np.argmin(slope))
     return float(lrs[i]) if slope[i] < 0 else None
 
@@ -111,38 +113,80 @@ def smooth_curve(losses, window: float) -> np.ndarray:
     return weighted / mass
 
 
-def verdict(lrs, raw_losses, smoothed) -> tuple[str, str]:
-    """``("ok", "")`` when the curve shows a clear descent, else ``("inconclusive", reason)``."""
+class Stop(NamedTuple):
+    """Where and why a sweep stopped: what :func:`verdict` needs to give the right advice."""
+
+    reason: str  # "finished", "diverged" or "non_finite"
+    lr: float
+    steps: int  # optimizer steps taken
+    num_iters: int | None  # steps planned (None when unknown)
+
+    @property
+    def early(self) -> bool:
+        return self.reason != "finished"
+
+    def describe(self) -> str:
+        """``"diverged at lr 0.3 after 240 of 300 steps"``."""
+        planned = f" of {self.num_iters}" if self.num_iters else ""
+        what = "finished" if self.reason == "finished" else f"{self.reason} at lr {self.lr:.3g}"
+        return f"{what} after {self.steps}{planned} steps"
+
+
+def verdict(lrs, raw_losses, smoothed, *, stop: Stop | None = None) -> tuple[str, str]:
+    """``("ok", "")`` when the curve shows a clear descent, else ``("inconclusive", reason)``.
+
+    ``stop`` (where and why the sweep stopped) makes the advice fit the cause: "use more
+    iterations" only when the sweep ran to its end with too few points, "lower start_lr"
+    when it stopped early, and so on.
+    """
     _, y = _xy(lrs, smoothed)
     raw = np.asarray(raw_losses, dtype=np.float64)
+    early = stop is not None and stop.early
+    where = f" (the sweep {stop.describe()})" if stop is not None else ""
     if len(y) < MIN_POINTS:
-        return "inconclusive", (
-            f"too few points ({len(y)}): the sweep stopped early; lower start_lr or end_lr"
-        )
+        if stop is None:
+            advice = "lower start_lr if the sweep stopped early, else use more iterations"
+        elif early:
+            advice = "the loss blew up within the first points: lower start_lr"
+        else:
+            advice = f"use more iterations (at least {MIN_POINTS} points are needed)"
+        return "inconclusive", f"too few points ({len(y)}){where}; {advice}"
     m = int(np.argmin(y))
     # the starting level: a robust average of the first few raw points (noise must not count
     # as descent)
     top = float(np.median(raw[: max(3, len(raw) // 20)]))
     drop = top - float(y[m])
     if m < 2 or drop <= 0:
-        return "inconclusive", "no descent: the loss rose from the first steps; lower start_lr"
+        return "inconclusive", (
+            f"no descent: the loss rose from the first steps{where}; lower start_lr (a model "
+            "already trained to its minimum may have no descent to show)"
+        )
     relative = drop / max(abs(top), 1e-12)
     if relative < MIN_RELATIVE_DROP:
+        advice = ("it fell at no rate before it stopped: check that the model can learn, or "
+                  "compare rates by training (lrtune.sweep)" if early else
+                  "widen the range (raise end_lr) or check that the model can learn")
         return "inconclusive", (
-            f"flat: the smoothed loss fell only {100 * relative:.1f}% over the sweep; "
-            "widen the range or check that the model can learn"
+            f"flat: the smoothed loss fell only {100 * relative:.1f}% over the sweep{where}; "
+            f"{advice}"
         )
     residual = raw[: m + 1] - y[: m + 1]
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     if drop < MIN_DROP_OVER_NOISE * noise:
         return "inconclusive", (
-            f"too noisy: the loss fell by {drop:.3g} but its noise is {noise:.3g}; "
-            "use more iterations, a larger batch or validation mode"
+            f"too noisy: the loss fell by {drop:.3g} but its noise is {noise:.3g}{where}; "
+            "use a larger batch (or accumulation_steps) or validation mode"
         )
     if m >= len(y) - 2:
+        if early:
+            return "inconclusive", (
+                f"no turn: the loss was still falling when the sweep stopped{where}; the turn "
+                "is too sharp to read: use more iterations or a lower end_lr (more points "
+                "around it)"
+            )
         return "inconclusive", (
-            f"no turn: the loss was still falling at the end of the sweep (lr={lrs[-1]:.3g}); "
-            "raise end_lr to see where it turns up"
+            f"no turn: the loss was still falling at the end of the sweep, lr {lrs[-1]:.3g}"
+            f"{where}; raise end_lr to see where it turns up"
         )
     return "ok", ""
 

@@ -34,7 +34,7 @@ except ModuleNotFoundError as error:
 import numpy as np
 
 from lrtune.finder import suggest
-from lrtune.finder.divergence import DivergenceMonitor
+from lrtune.finder.divergence import DivergenceTest
 from lrtune.finder.range_test import _check_args, analyse, lr_at
 from lrtune.finder.result import FinderResult
 from lrtune.schedules import config as schedule_config
@@ -138,7 +138,7 @@ class LRRangeTest(keras.callbacks.Callback):
     Args:
         start_lr, end_lr, num_iters, mode: the sweep (as in :func:`lrtune.find_lr`).
         smooth: smoothing window as a fraction of the sweep's points (0 turns it off).
-        diverge_factor: stop once the online-smoothed loss exceeds this multiple of its best.
+        diverge_factor: as in :func:`lrtune.find_lr` (the core's divergence test).
         rule: the suggestion rule behind ``result.suggested_lr``.
         restore: put the weights and the optimizer's variables back at the end of ``fit``.
 
@@ -169,8 +169,8 @@ class LRRangeTest(keras.callbacks.Callback):
         self.result = None
         self.snapshot_ = _snapshot(self.model) if self.restore else None
         self.tracker_ = _loss_tracker(self.model)
-        self.monitor_ = DivergenceMonitor(self.diverge_factor, smooth=self.smooth,
-                                          n_points=self.num_iters)
+        alpha = 2.0 / (max(1.0, self.smooth * self.num_iters) + 1.0)  # as the core's sweep
+        self.monitor_ = DivergenceTest(alpha, self.diverge_factor)
         self.step_, self.lr_ = 0, self.start_lr
         self.lrs_: list[float] = []
         self.losses_: list[float] = []

@@ -93,11 +93,11 @@ def plot_schedule(schedules: Schedule | Mapping[str, Schedule], total_steps: int
     Returns:
         The matplotlib figure (one panel per hyperparameter, sharing the step axis).
     """
-    from lrtune.plots import pyplot
+    from lrtune.plots import legend_beside, pyplot, save_figure
 
     plt = pyplot()
     values = schedule_values(schedules, total_steps)
-    fig, axes = plt.subplots(len(values), 1, sharex=True, squeeze=False,
+    fig, axes = plt.subplots(len(values), 1, sharex=True, squeeze=False, layout="constrained",
                              figsize=(7, 2.2 + 1.8 * len(values)))
     steps = np.arange(total_steps)
     for ax, (key, v) in zip(axes[:, 0], values.items(), strict=True):
@@ -108,16 +108,14 @@ def plot_schedule(schedules: Schedule | Mapping[str, Schedule], total_steps: int
         if jumps:
             ax.plot(jumps, [v[t] for t in jumps], "o", color="tab:red", ms=5,
                     label=f"jump ({len(jumps)})")
-            ax.legend(fontsize=8)
+            legend_beside(ax)
         ax.set_ylabel(key)
         ax.grid(True, alpha=0.3)
     axes[-1, 0].set_xlabel("step")
     if title:
         axes[0, 0].set_title(title)
-    fig.tight_layout()
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=300, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, out)
     return fig

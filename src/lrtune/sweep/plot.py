@@ -6,61 +6,75 @@ import math
 
 import numpy as np
 
-from lrtune.plots import pyplot
+from lrtune.plots import legend_beside, pyplot
 
 
 def _series(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
+def _status(result, i: int) -> str:
+    if i == result.chosen_index:
+        return " (chosen)"
+    return " (diverged)" if result.diverged[i] else ""
+
+
 def plot_sweep(result):
-    """Left: final valid metric per rate on a log lr axis (chosen rate marked, diverged as x).
-    Right: validation metric (solid) and training loss (dotted, right axis) against epochs."""
+    """Three panels: the final valid metric per rate on a log lr axis (chosen rate marked,
+    its noise band shaded, diverged rates as x); the valid metric and the training loss of
+    every rate against epochs, one colour per rate, with one legend of rates for both."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (final_ax, metric_ax, loss_ax) = plt.subplots(
+        1, 3, figsize=(15, 4.5), width_ratios=(1.1, 1, 1), layout="constrained")
     lrs = np.asarray(result.lrs, dtype=float)
     final = _series(result.final_metric)
     ok = np.isfinite(final)
-    left.plot(lrs[ok], final[ok], "o-", color="tab:blue", label=f"final valid {result.metric}")
+    final_ax.plot(lrs[ok], final[ok], "o-", color="tab:blue", label=f"final valid {result.metric}")
     if (~ok).any():
         finite = final[ok]
         y = (np.nanmin(finite) if result.mode == "max" else np.nanmax(finite)) if ok.any() else 0
-        left.plot(lrs[~ok], np.full((~ok).sum(), y), "x", color="tab:red", ms=9, mew=2,
-                  label="diverged")
+        final_ax.plot(lrs[~ok], np.full((~ok).sum(), y), "x", color="tab:red", ms=9, mew=2,
+                      label="diverged")
     if result.chosen_index is not None:
         i = result.chosen_index
         tol = result.tolerance[i] if isinstance(result.tolerance, list) else result.tolerance
-        left.plot([lrs[i]], [final[i]], "*", color="tab:orange", ms=16,
-                  label=f"chosen: {lrs[i]:.3g}")
-        left.axhspan(final[i] - tol if result.mode == "max" else final[i],
-                     final[i] if result.mode == "max" else final[i] + tol,
-                     color="tab:orange", alpha=0.1)
-    left.set_xscale("log")
-    left.set_xlabel("learning rate")
-    left.set_ylabel(f"valid {result.metric} (final)")
-    left.set_title(f"sweep of {len(lrs)} rates ({result.engine})")
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8)
+        final_ax.plot([lrs[i]], [final[i]], "*", color="tab:orange", ms=16,
+                      label=f"chosen: {lrs[i]:.3g}")
+        final_ax.axhspan(final[i] - tol if result.mode == "max" else final[i],
+                         final[i] if result.mode == "max" else final[i] + tol,
+                         color="tab:orange", alpha=0.1, label=f"within noise ({tol:.2g})")
+    final_ax.set_xscale("log")
+    final_ax.margins(x=0.08)  # the chosen star is large: keep it off the spines
+    final_ax.set_xlabel("learning rate")
+    final_ax.set_ylabel(f"valid {result.metric} (final)")
+    final_ax.set_title(f"sweep of {len(lrs)} rates ({result.engine})")
+    final_ax.grid(True, which="both", alpha=0.3)
+    legend_beside(final_ax)
 
     cmap = plt.get_cmap("viridis")
     epochs = np.asarray(result.epochs, dtype=float)
-    twin = right.twinx()
     for i, lr in enumerate(lrs):
-        color = cmap(i / max(len(lrs) - 1, 1))
-        right.plot(epochs, _series(result.valid_metric[i]), "-", color=color, lw=2 if
-                   i == result.chosen_index else 1, label=f"{lr:.3g}")
-        loss = _series(result.train_loss[i])
-        if np.isfinite(loss).any():
-            twin.plot(epochs, loss, ":", color=color, lw=1)
-    right.set_xlabel("epoch")
-    right.set_ylabel(f"valid {result.metric} (solid)")
-    twin.set_ylabel("train loss (dotted)")
+        style = dict(color=cmap(i / max(len(lrs) - 1, 1)),
+                     lw=2.5 if i == result.chosen_index else 1.2,
+                     marker="." if len(epochs) <= 20 else None,  # a lone point stays visible
+                     label=f"{lr:.3g}{_status(result, i)}")
+        metric_ax.plot(epochs, _series(result.valid_metric[i]), **style)
+        loss_ax.plot(epochs, _series(result.train_loss[i]), **style)
+    metric_ax.set_ylabel(f"valid {result.metric}")
+    metric_ax.set_title(f"valid {result.metric} per rate")
+    loss_ax.set_ylabel("train loss")
+    loss_ax.set_title("train loss per rate")
     finite_losses = [v for row in result.train_loss for v in row
                      if v is not None and math.isfinite(v)]
     if finite_losses and min(finite_losses) > 0:
-        twin.set_yscale("log")
-    right.set_title("learning curves per rate")
-    right.legend(fontsize=7, title="lr", ncol=2)
-    right.grid(True, alpha=0.3)
-    fig.tight_layout()
+        loss_ax.set_yscale("log")
+    for ax in (metric_ax, loss_ax):
+        ax.set_xlabel("epoch")
+        if np.all(epochs == np.round(epochs)):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="both", alpha=0.3)
+    legend_beside(loss_ax, title="lr", fontsize=7,
+                  ncol=1 if len(lrs) <= 16 else 2)  # the colours of both panels
     return fig

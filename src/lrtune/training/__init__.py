@@ -6,6 +6,7 @@ from lrtune.training.callbacks import (
     EarlyStopping,
     ProgressBar,
     ProgressTable,
+    ScheduleFreeMode,
     TensorBoard,
 )
 from lrtune.training.checkpoint_io import load_checkpoint
@@ -20,6 +21,7 @@ __all__ = [
     "NonFiniteLossError",
     "ProgressBar",
     "ProgressTable",
+    "ScheduleFreeMode",
     "TensorBoard",
     "Trainer",
     "load_checkpoint",

@@ -37,6 +37,7 @@ def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: give what open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -48,6 +49,25 @@ def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux).
+
+    Examples:
+        >>> old = os.umask(0o027); current_umask() == 0o027; _ = os.umask(old)
+        True
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (a brief window, only at a write)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(text: str, path: str | Path) -> Path:
@@ -82,28 +102,40 @@ def serialize(state: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, require: tuple[str, ...] = ("model",)) -> dict[str, Any]:
     """Load a checkpoint written by the Trainer, tensors on the CPU, never unpickling code.
+
+    Args:
+        path: the ``.pt`` file.
+        require: entries the caller reads (``"model"`` by default); a checkpoint without one
+            is refused here, in one line, rather than with a ``KeyError`` later.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not a readable lrtune checkpoint.
+        ValueError: the file is not a readable lrtune checkpoint, or lacks a required entry.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, foreign pickle, not a torch file ...
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"cannot read checkpoint {path}: {first_line}") from exc
+    except Exception as exc:  # truncated, foreign or malicious pickle, not a torch file ...
+        # torch's own text advises weights_only=False: never pass that on for a file from elsewhere
+        raise ValueError(f"{path} is not an lrtune checkpoint (or is unsafe to load)") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not an lrtune checkpoint (no {FORMAT!r} marker)")
-    if state.get("version", 0) > FORMAT_VERSION:
+    if not isinstance(state.get("version", 0), int) or state.get("version", 0) > FORMAT_VERSION:
         raise ValueError(
-            f"{path} has checkpoint format version {state['version']}; this lrtune reads up to "
+            f"{path} has checkpoint format version {state['version']!r}; this lrtune reads up to "
             f"{FORMAT_VERSION}"
         )
+    missing = [key for key in require if key not in state]
+    if missing:
+        raise ValueError(f"{path} is an incomplete lrtune checkpoint: no {', '.join(missing)} "
+                         "entry")
+    if "model" in require and not isinstance(state["model"], dict):
+        raise ValueError(f"{path} is an incomplete lrtune checkpoint: its model entry is not a "
+                         "state dict")
     return state
 
 

@@ -275,6 +275,7 @@ class Trainer:
         self.epoch = epoch
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
         if self.valid_batches is not None:
+            self._call("on_validation_begin", {"epoch": epoch})
             scores = self._evaluate_batches(self.valid_batches)
             valid_loss = scores.pop("loss")
             record["valid_loss"] = valid_loss
@@ -595,13 +596,16 @@ class Trainer:
 
     # -- callbacks -----------------------------------------------------------------------------
     def _default_callbacks(self) -> list[Callback]:
+        from lrtune.training.callbacks.schedule_free import auto_callbacks
+
+        defaults = auto_callbacks(self.optimizer, self.callbacks)  # what the optimizer needs
         if self.verbose == 0 or not distributed.is_main():  # one rank prints
-            return []
+            return defaults
         from lrtune.training.callbacks.progress_bar import ProgressBar
         from lrtune.training.callbacks.table import ProgressTable
 
         stream = sys.stdout
-        defaults: list[Callback] = [ProgressTable(stream)]
+        defaults.append(ProgressTable(stream))
         if self.verbose == 1 and getattr(stream, "isatty", lambda: False)():
             defaults.append(ProgressBar(stream))
         return defaults

@@ -43,6 +43,8 @@ from typing import Any
 
 import torch
 
+from lrtune.lr_free import effective_lrs
+
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """A plain per-batch metric ``fn(output, target) -> 0-d tensor`` (averaged per sample)."""
 
@@ -429,7 +431,8 @@ def momentum_of(group: dict) -> float | None:
 def read_hyperparams(optimizer: torch.optim.Optimizer) -> dict[str, list[float]]:
     """``{"lr": [...], "momentum": [...], "weight_decay": [...]}``, one value per param group.
 
-    Keys an optimizer does not have are left out.
+    Keys an optimizer does not have are left out. Optimizers that estimate their own step size
+    (Prodigy, D-Adaptation) add ``"effective_lr"``: ``d * lr``, the rate they actually use.
 
     Examples:
         >>> p = torch.nn.Parameter(torch.zeros(1))
@@ -443,6 +446,9 @@ def read_hyperparams(optimizer: torch.optim.Optimizer) -> dict[str, list[float]]
         values["momentum"] = momenta
     if all("weight_decay" in g for g in groups):
         values["weight_decay"] = [float(g["weight_decay"]) for g in groups]
+    effective = effective_lrs(optimizer)  # Prodigy, D-Adaptation: the step they take is d * lr
+    if effective is not None:
+        values["effective_lr"] = effective
     return values
 
 

@@ -22,7 +22,8 @@ class Callback:
             last (``order = 100``) so the state they save includes every other callback's update.
 
     Hook sequence of one epoch: ``on_epoch_begin`` → per batch ``on_batch_begin`` /
-    ``on_batch_end`` → ``on_validation_end`` (when there is validation data) → ``on_epoch_end``.
+    ``on_batch_end`` → ``on_validation_begin`` / ``on_validation_end`` (when there is
+    validation data) → ``on_epoch_end``.
     Batch logs hold ``batch`` (1-based within the epoch), ``loss`` and ``size``; epoch logs are
     the epoch's history record.
     """
@@ -46,6 +47,9 @@ class Callback:
 
     def on_batch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         """After the optimizer step of a training batch (hyperparameters are the ones it used)."""
+
+    def on_validation_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
+        """After the training batches of an epoch, just before its validation pass."""
 
     def on_validation_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         """After the validation pass of an epoch; ``logs`` holds ``valid_loss`` and metrics."""

@@ -24,8 +24,10 @@ class Checkpoint(Callback):
     model (under ``"model"``), optimizer, schedules, every callback's state, history, epoch, the
     data order and all RNG states — ``Trainer.fit(..., resume=path)`` continues bit-for-bit.
     Files are written atomically (temporary file, fsync, rename, fsync of the folder), so a
-    crash while writing leaves the previous checkpoint intact. This callback runs after all
-    others (``order = 100``) so the state it saves includes their updates for the epoch.
+    crash while writing leaves the previous checkpoint intact; ``best.pt`` is written before
+    ``last.pt``, so a crash between the two resumes to a ``best.pt`` that agrees with the run.
+    This callback runs after all others (``order = 100``) so the state it saves includes their
+    updates for the epoch.
     Under ``torch.distributed`` every rank runs it (the decision is the same on all: the logs
     are all-reduced), rank 0 alone writes, and all ranks wait at a barrier until it has.
 
@@ -80,10 +82,13 @@ class Checkpoint(Callback):
         state = trainer.state_dict(extra=self.extra)  # after the update above; every rank
         if distributed.is_main():
             data = serialize(state)
-            if self.save_last:
-                atomic_write_bytes(data, self.last_path)
+            # best before last: last.pt records the best epoch, so a kill between the two must
+            # leave last.pt at the previous epoch (whose resume redoes this one, writing both)
+            # and never a last.pt that names a best epoch best.pt does not hold
             if improved:
                 atomic_write_bytes(data, self.best_path)
+            if self.save_last:
+                atomic_write_bytes(data, self.last_path)
         distributed.barrier()  # no rank reads a checkpoint before rank 0 has renamed it in place
 
     def state_dict(self) -> dict[str, Any]:

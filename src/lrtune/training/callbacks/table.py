@@ -65,6 +65,9 @@ def table_columns(has_valid: bool, metrics: Mapping[str, Any], hparams: list[str
         columns += [Column(f"Valid {SHORT_NAMES.get(m, m)}", f"valid_{m}", "metric",
                            metric_direction(m, metrics, strict=False)) for m in metrics]
     columns += [Column(name, name, "hparam") for name in ("lr", "momentum") if name in hparams]
+    if "effective_lr" in hparams:  # Prodigy, D-Adaptation: the rate they actually step with
+        columns.insert(-1 if "momentum" in hparams else len(columns),
+                       Column("d*lr", "effective_lr", "hparam"))
     columns.append(Column("Dur", "duration", "seconds"))
     return columns
 
