@@ -73,7 +73,9 @@ class DivergenceTest:
         if self.count == 1:
             return False
         by_factor = (self.factor - 1) * self.best
-        by_noise = NOISE_Z * noise_scale(self.recent)
+        # the noise (a median over the recent points) only matters above the factor's bound
+        by_noise = (NOISE_Z * noise_scale(self.recent)
+                    if self.avg > self.best + by_factor else 0.0)
         if self.avg <= self.best + max(by_factor, by_noise):
             self.over = 0
             return False
