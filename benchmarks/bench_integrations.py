@@ -14,6 +14,7 @@ Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py
     ... bench_integrations.py --only skorch --repeats 15
+    KERAS_BACKEND=jax ... bench_integrations.py --only keras   # Keras on JAX (default: torch)
 """
 
 from __future__ import annotations
@@ -114,7 +115,71 @@ def bench_skorch(repeats: int, epochs: int = 3, batch_size: int = 32) -> dict:
                                                     "lrtune.find_lr")}}
 
 
-FRAMEWORKS: dict[str, Callable[[int], dict]] = {"skorch": bench_skorch}
+def _time_hooks(cls, sink: list[float]) -> None:
+    """Add the CPU time of every call of ``cls``'s hooks to ``sink[-1]``: what the callback
+    itself costs, apart from the framework's own work (load inflates it less than a ratio)."""
+    def timer(hook):
+        def timed(self, *a, **k):
+            start = time.process_time()
+            try:
+                return hook(self, *a, **k)
+            finally:
+                sink[-1] += time.process_time() - start
+        return timed
+
+    for name in ("on_train_begin", "on_epoch_begin", "on_train_batch_begin",
+                 "on_train_batch_end", "on_train_end"):
+        setattr(cls, name, timer(getattr(cls, name)))
+
+
+def bench_keras(repeats: int, num_iters: int = 300, batch_size: int = 32) -> dict:
+    """Keras 3 (``KERAS_BACKEND``, default torch): ``find_lr(model, X, y)`` vs ``model.fit``
+    over the same batches in the same order (``shuffle=False``), digits MLP 64-300-100-10,
+    plain SGD. Also the CPU time spent inside ``LRRangeTest``'s hooks."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    from lrtune.integrations.keras import LRRangeTest, find_lr
+
+    hooks_cpu: list[float] = []
+    _time_hooks(LRRangeTest, hooks_cpu)
+    X, y = splits_of("digits").train
+    X, y = X.numpy().reshape(len(X), -1), y.numpy().astype(np.int32)  # images: flattened
+    order = np.resize(np.arange(len(X)), num_iters * batch_size)  # find_lr's shuffle=False order
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((X.shape[1],)),
+                              keras.layers.Dense(300, activation="relu"),
+                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    start = [np.array(w) for w in model.get_weights()]
+
+    def reset() -> None:  # fit trains the model: both contenders start from `start`
+        model.set_weights(start)
+
+    def integration() -> None:
+        hooks_cpu.append(0.0)
+        res = find_lr(model, X, y, batch_size=batch_size, num_iters=num_iters, shuffle=False,
+                      start_lr=SWEEP["start_lr"], end_lr=SWEEP["end_lr"])
+        if len(res.train_losses) != num_iters:
+            raise RuntimeError(f"the sweep stopped early ({res.stop_reason}): unequal work")
+
+    def keras_fit() -> None:
+        model.fit(X[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+
+    times = paired({"integration": integration, "keras fit": keras_fit}, repeats, reset)
+    hooks_ms = 1e3 * float(np.median(hooks_cpu[1:]))  # [0]: the warm-up run
+    backend = keras.backend.backend()
+    return {**times, "tag": f"keras_{backend}", "backend": backend,
+            "keras": keras.__version__, "steps": num_iters, "batch_size": batch_size,
+            "repeats": repeats, "hooks_median_cpu_ms": hooks_ms,
+            "cpu_ratios": {"integration/keras fit": ratio(times["cpu"], "integration",
+                                                          "keras fit")}}
+
+
+FRAMEWORKS: dict[str, Callable[[int], dict]] = {"skorch": bench_skorch, "keras": bench_keras}
 
 
 def main() -> None:
@@ -126,11 +191,14 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     for name in [args.only] if args.only else list(FRAMEWORKS):
         out = {"framework": name, "machine": machine(), **FRAMEWORKS[name](args.repeats)}
-        (RESULTS / f"integrations_{name}.json").write_text(json.dumps(out, indent=1))
+        tag = out.pop("tag", name)  # keras: one file per backend
+        (RESULTS / f"integrations_{tag}.json").write_text(json.dumps(out, indent=1))
         print(f"## {name}: {out['steps']} steps, batch {out['batch_size']}, "
               f"{out['repeats']} paired repeats (CPU time)")
         for contender, ms in out["median_cpu_ms"].items():
             print(f"  {contender:<22} {ms:8.1f} ms")
+        if "hooks_median_cpu_ms" in out:
+            print(f"  inside LRRangeTest's hooks: {out['hooks_median_cpu_ms']:.1f} ms")
         for pair, r in out["cpu_ratios"].items():
             print(f"  {pair:<40} median {r['median']:.3f} (IQR {r['q1']:.3f}-{r['q3']:.3f})")
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 import pytest
 import torch
 from torch import nn
 
 matplotlib.use("Agg")
+# Keras fixes its backend at first import and defaults to TensorFlow, which lrtune does not
+# depend on: the suite (and the doctests of src/, collected after tests/) runs Keras on torch;
+# tests/integrations/test_keras.py repeats its tests on JAX in a subprocess.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 @pytest.fixture
