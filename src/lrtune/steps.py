@@ -270,8 +270,11 @@ class StepRunner:
     def forward(self, batch: Any, model: nn.Module | None = None) -> StepResult:
         """Move ``batch`` to the device and run the step under autocast."""
         batch = to_device(batch, self.device)
+        model = self.model if model is None else model
+        if self.precision == "32":  # the default path: no context manager per batch
+            return run_step(self.step_fn, model, batch)
         with self.autocast():
-            return run_step(self.step_fn, self.model if model is None else model, batch)
+            return run_step(self.step_fn, model, batch)
 
     def backward(self, loss: torch.Tensor, scale: float = 1.0) -> None:
         """Backward of ``loss * scale`` (``scale`` < 1 averages accumulated micro-batches)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import sys
@@ -329,8 +328,11 @@ class Trainer:
                     cb.on_batch_begin(self, logs)
             window = k if full is None or index <= full else n_batches - full
             last_micro = micro + 1 == window
-            quiet = sharded and not last_micro and hasattr(model, "no_sync")
-            with model.no_sync() if quiet else contextlib.nullcontext():
+            if sharded and not last_micro and hasattr(model, "no_sync"):
+                with model.no_sync():  # DDP averages gradients in the window's last backward
+                    result = runner.forward(batch)
+                    runner.backward(result.loss, 1.0 / window)
+            else:
                 result = runner.forward(batch)
                 runner.backward(result.loss, 1.0 / window if window > 1 else 1.0)
             size = batch_size_of(result, batch)

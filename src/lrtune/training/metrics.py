@@ -198,9 +198,13 @@ def _classification_metric(name: str) -> EpochMetric:
         return getattr(tmc, multiclass)(classes, validate_args=False, **kwargs)
 
     def adapt(output: torch.Tensor, target: torch.Tensor) -> tuple:
-        # probabilities always: torchmetrics decides logits-or-probabilities per batch otherwise
+        # probabilities where torchmetrics would otherwise decide logits-or-probabilities per
+        # batch (binary thresholds, AUROC); the other multiclass metrics only rank the logits
         output = _floating(output)
-        probs = output.reshape(-1).sigmoid() if _is_binary(output) else output.softmax(dim=1)
+        if _is_binary(output):
+            probs = output.reshape(-1).sigmoid()
+        else:
+            probs = output.softmax(dim=1) if name == "auroc" else output
         return probs, _classification_targets(output, target)
 
     return EpochMetric(name, build=build, adapt=adapt, higher_is_better=True)
