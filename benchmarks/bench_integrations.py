@@ -53,6 +53,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SWEEP = dict(start_lr=1e-5, end_lr=0.1, mode="exp")  # plain SGD never diverges in this range
 
 
+# -- skorch ---------------------------------------------------------------------------------------
 def bench_skorch(repeats: int = 15, epochs: int = 3, batch_size: int = 32) -> dict:
     """skorch: ``find_lr(net, X, y)`` vs ``net.partial_fit(X, y, epochs=...)`` over the same
     steps (digits MLP 64-300-100-10, SGD momentum 0.9, ``train_split=None``, ``verbose=0``),
@@ -101,6 +102,7 @@ def bench_skorch(repeats: int = 15, epochs: int = 3, batch_size: int = 32) -> di
                                                     "lrtune.find_lr")}}
 
 
+# -- Keras 3 --------------------------------------------------------------------------------------
 def _time_hooks(cls, sink: list[float]) -> None:
     """Add the CPU time of every call of ``cls``'s hooks to ``sink[-1]``: what the callback
     itself costs, apart from the framework's own work (load inflates it less than a ratio)."""
@@ -166,7 +168,7 @@ def bench_keras(repeats: int = 15, steps: int = 300, backend: str | None = None,
                                                           "keras fit")}}
 
 
-# -- PyTorch Lightning --------------------------------------------------------------------------
+# -- PyTorch Lightning ----------------------------------------------------------------------------
 def bench_lightning(repeats: int = 5, steps: int = 200) -> dict:
     """(a) the range test through ``lrtune.integrations.lightning`` against Lightning's own
     ``Trainer.fit`` over the same number of optimizer steps; (b) Lightning's ``Tuner.lr_find``
@@ -270,7 +272,7 @@ def bench_lightning(repeats: int = 5, steps: int = 200) -> dict:
             "versions": {"lightning": pl.__version__}}
 
 
-# -- Hugging Face Transformers -----------------------------------------------------------------
+# -- Hugging Face Transformers --------------------------------------------------------------------
 def bench_transformers(repeats: int = 7, steps: int = 100) -> dict:
     """``lrtune.integrations.transformers.find_lr(trainer)`` against ``trainer.train()`` with
     ``max_steps`` = the steps the range test ran: a 2-layer BERT (hidden 64) classifying 512
