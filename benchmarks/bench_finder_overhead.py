@@ -6,9 +6,10 @@ stops early (checked), so the work is identical. ``find_lr`` runs with ``restore
 hand loop is timed bare (the strict comparison) and with the state save/restore a user needs
 to re-train from the same weights (``copy.deepcopy`` of both state dicts, then load them).
 
-Measurements are paired: every repeat times all variants back to back, in an order that
-rotates between repeats; the ratio reported is the median over repeats of the per-repeat
-ratio, with its interquartile range as the noise. Both wall-clock time and this process's CPU
+Measurements are paired (``common.paired``, after one warm-up run of each variant): every
+repeat times all variants back to back, in an order that rotates between repeats; the ratio
+reported is the median over repeats of the per-repeat ratio, with its interquartile range as
+the noise. Both wall-clock time and this process's CPU
 time (``time.process_time``) are recorded: on a CPU shared with other jobs the CPU time is the
 steadier of the two, since time spent waiting for a core is not counted.
 
@@ -27,14 +28,13 @@ import io
 import json
 import pstats
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 import torch
-from common import machine, splits_of
+from common import machine, paired, ratio, splits_of
 
 from lrtune.data.batching import TensorBatches
 from lrtune.finder import find_lr, lr_at
@@ -86,51 +86,41 @@ def hand_loop(model, optimizer, loss_fn, data, *, batch_size, num_iters, restore
     return lrs, losses
 
 
-def run_variant(name: str, case: dict, num_iters: int) -> tuple[float, float]:
-    """Wall-clock and CPU (this process) seconds of one variant."""
-    model, optimizer, loss_fn, data = setup(case)
-    bs = case["batch_size"]
-    t0, c0 = time.perf_counter(), time.process_time()
+def run_variant(name: str, model, optimizer, loss_fn, data, *, batch_size: int,
+                num_iters: int) -> None:
+    """One run of variant ``name`` (what is timed)."""
     if name.startswith("find_lr"):
-        res = find_lr(model, optimizer, loss_fn, data, batch_size=bs, num_iters=num_iters,
+        res = find_lr(model, optimizer, loss_fn, data, batch_size=batch_size, num_iters=num_iters,
                       restore=name == "find_lr", seed=0, **SWEEP)
         if len(res.train_losses) != num_iters:
             raise RuntimeError(f"the sweep stopped early ({res.stop_reason}): unequal work")
     else:
-        hand_loop(model, optimizer, loss_fn, data, batch_size=bs, num_iters=num_iters,
+        hand_loop(model, optimizer, loss_fn, data, batch_size=batch_size, num_iters=num_iters,
                   restore=name == "hand+restore")
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 VARIANTS = ("find_lr", "hand", "hand+restore", "find_lr(restore=False)")
 
 
 def measure(case: dict, num_iters: int, repeats: int) -> dict:
-    run_variant("find_lr", case, num_iters)  # warm-up (allocator, lazy imports)
-    run_variant("hand", case, num_iters)
-    wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for r in range(repeats):
-        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)]
-        for v in order:
-            w, c = run_variant(v, case, num_iters)
-            wall[v].append(w)
-            cpu[v].append(c)
+    fresh: list = []  # the model, optimizer, loss and data of the next run (set up untimed)
 
-    def ratio_stats(times, a: str, b: str) -> dict:
-        ratios = np.array(times[a]) / np.array(times[b])
-        q1, med, q3 = np.percentile(ratios, [25, 50, 75])
-        return {"median": float(med), "q1": float(q1), "q3": float(q3),
-                "min": float(ratios.min()), "max": float(ratios.max())}
+    def reset() -> None:
+        fresh[:] = setup(case)
 
+    def variant(name: str):
+        return lambda: run_variant(name, *fresh, batch_size=case["batch_size"],
+                                   num_iters=num_iters)
+
+    times = paired({v: variant(v) for v in VARIANTS}, repeats, reset)
     pairs = [("find_lr", "hand"), ("find_lr", "hand+restore"),
              ("find_lr(restore=False)", "hand")]
     return {
-        "wall": wall, "cpu": cpu,
-        "median_ms": {v: 1e3 * float(np.median(t)) for v, t in wall.items()},
-        "median_cpu_ms": {v: 1e3 * float(np.median(t)) for v, t in cpu.items()},
-        "wall_ratios": {f"{a}/{b}": ratio_stats(wall, a, b) for a, b in pairs},
-        "cpu_ratios": {f"{a}/{b}": ratio_stats(cpu, a, b) for a, b in pairs},
+        "wall": times["wall"], "cpu": times["cpu"],
+        "median_ms": {v: 1e3 * float(np.median(t)) for v, t in times["wall"].items()},
+        "median_cpu_ms": times["median_cpu_ms"],
+        "wall_ratios": {f"{a}/{b}": ratio(times["wall"], a, b) for a, b in pairs},
+        "cpu_ratios": {f"{a}/{b}": ratio(times["cpu"], a, b) for a, b in pairs},
     }
 
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the finder benchmarks: the task suite, a plain training loop, the range test.
+"""Shared pieces of the benchmarks: the task suite, a training loop, the range test, paired timing.
 
 Every task is small enough to train in well under a second per epoch on one CPU thread. Seeds
 vary the model's initialisation and the batch order; the train/valid split is fixed (seed 0),
@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 
@@ -202,3 +203,43 @@ def machine() -> dict:
 
 def task_dict(task: Task) -> dict:
     return {**asdict(task), "grid_lrs": task.grid_lrs(), "steps_per_run": run_steps(task)}
+
+
+def paired(contenders: dict[str, Callable[[], object]], repeats: int,
+           reset: Callable[[], None] = lambda: None) -> dict:
+    """Time every contender once per repeat, in an order rotating between repeats.
+
+    One untimed warm-up run of each comes first (allocator, lazy imports); ``reset()``
+    (untimed) runs before every run, so each starts from the same state. Returns the
+    per-repeat ``wall`` and ``cpu`` seconds (``time.process_time``: this process's CPU time,
+    steadier than wall time on a shared CPU) of each contender, their medians in ms, and
+    ``steps``: what each run returned, where a contender returns its number of steps.
+    """
+    for run in contenders.values():
+        reset()
+        run()
+    names = list(contenders)
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    steps: dict[str, list] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            reset()
+            t0, c0 = time.perf_counter(), time.process_time()
+            done = contenders[name]()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+            steps[name].append(done)
+    out = {"cpu": cpu, "wall": wall,
+           "median_cpu_ms": {n: 1e3 * float(np.median(t)) for n, t in cpu.items()}}
+    if all(s is not None for runs in steps.values() for s in runs):
+        out["steps"] = steps
+    return out
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> dict[str, float]:
+    """Median, quartiles and range over repeats of the per-repeat ratio ``a / b``."""
+    r = np.array(times[a]) / np.array(times[b])
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(r.min()),
+            "max": float(r.max())}
