@@ -15,6 +15,11 @@ matplotlib.use("Agg")
 # tests/integrations/test_keras.py repeats its tests on JAX in a subprocess.
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+# --doctest-modules would also collect every conftest.py as a module named ``conftest``; two of
+# them then clash ("import file mismatch"), depending on the folders' order. They hold no
+# doctests, and pytest still loads them as conftests.
+collect_ignore_glob = ["conftest.py", "*/conftest.py"]
+
 
 @pytest.fixture
 def blobs():

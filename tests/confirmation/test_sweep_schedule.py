@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_same_weights, plain_run
+from sweep_reference import assert_same_weights, plain_run
 from torch import nn
 
 from lrtune.confirmation import sweep

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import assert_same_weights, plain_run
+from sweep_reference import assert_same_weights, plain_run
 from torch import nn
 from torch.utils.data import DataLoader
 
