@@ -9,7 +9,7 @@ once by the vectorised :func:`lrtune.sweep`, chosen by validation) follows when
 
   * a schedule other than a constant rate: the range test's rate is a constant-rate answer;
     used as the peak of one-cycle it hurt both regression tasks and the deep MLP
-    (RESULTS.md §6, "The tuned rate against learning-rate-free optimizers");
+    (RESULTS.md §7, "The tuned rate against learning-rate-free optimizers");
   * a rule other than ``steepest``: ``valley``, ``min_div_10`` and ``half_turn`` missed the
     1-point / 5 % target on 1–3 of the 4 conclusive tasks (RESULTS.md §1b, "Rules at a glance");
   * fewer than 300 range-test steps: at 100 steps ``steepest`` missed the target on
