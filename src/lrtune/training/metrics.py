@@ -271,7 +271,57 @@ def _mean_metric(name: str, fn: Metric) -> EpochMetric:
                        higher_is_better=getattr(fn, "higher_is_better", None))
 
 
+class CountAccuracy(EpochMetric):
+    """Top-1 accuracy kept as two running counts (correct, seen): exact over the epoch, as
+    torchmetrics' ``MulticlassAccuracy(average="micro")``, without its per-update cost
+    (measured: ~8 % of a digits MLP epoch). Binary outputs ``(N,)``/``(N, 1)`` are logits
+    (positive above 0); one-hot or probability targets are argmaxed. Under
+    ``torch.distributed`` :meth:`compute` sums the counts of every rank.
+    """
+
+    def __init__(self, name: str = "accuracy") -> None:
+        super().__init__(name, build=lambda output: None, higher_is_better=True)
+        self._counts: torch.Tensor | None = None
+
+    def to(self, device: str | torch.device) -> CountAccuracy:
+        self._device = torch.device(device)
+        return self
+
+    def reset(self) -> None:
+        self._counts = None
+
+    @staticmethod
+    def _hits(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+        output, target = output.detach(), target.detach()
+        pred = (output.reshape(-1) > 0).long() if _is_binary(output) else output.argmax(dim=1)
+        target = _classification_targets(output, target).reshape(pred.shape)
+        return (pred == target).sum(), pred.numel()
+
+    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        hits, seen = self._hits(output, target)
+        counts = torch.stack([hits.double(), hits.new_tensor(seen, dtype=torch.float64)])
+        self._counts = counts if self._counts is None else self._counts + counts
+
+    def compute(self) -> float:
+        from lrtune import distributed
+
+        counts = self._counts
+        if distributed.is_distributed():  # every rank joins, also one that saw no batch
+            local = counts if counts is not None else torch.zeros(2, dtype=torch.float64)
+            counts = distributed.all_reduce(local, "sum")
+        if counts is None or not counts[1]:
+            raise ValueError(f"metric {self.name!r} has no data: no update() since reset()")
+        correct, seen = counts.tolist()
+        return correct / seen
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        hits, seen = self._hits(output, target)
+        return hits.float() / seen
+
+
 def _builtin(name: str, key: str) -> EpochMetric:
+    if name == "accuracy":
+        return CountAccuracy(key)
     if name in _CLASSIFICATION:
         metric = _classification_metric(name)
     elif name in _REGRESSION:
