@@ -14,7 +14,7 @@ probabilities that are argmaxed — 0/1 values thresholded at 0.5 for binary out
 =============  ==============================================================  ======
 name           torchmetrics class                                              better
 =============  ==============================================================  ======
-``accuracy``   ``MulticlassAccuracy(average="micro")`` / ``BinaryAccuracy``    max
+``accuracy``   ``CountAccuracy`` (the value of ``MulticlassAccuracy(micro)``)  max
 ``f1``         ``MulticlassF1Score(average="macro")`` / ``BinaryF1Score``      max
 ``precision``  ``MulticlassPrecision(average="macro")`` / ``BinaryPrecision``  max
 ``recall``     ``MulticlassRecall(average="macro")`` / ``BinaryRecall``        max
