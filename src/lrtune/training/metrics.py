@@ -281,14 +281,15 @@ class CountAccuracy(EpochMetric):
 
     def __init__(self, name: str = "accuracy") -> None:
         super().__init__(name, build=lambda output: None, higher_is_better=True)
-        self._counts: torch.Tensor | None = None
+        self._correct: torch.Tensor | None = None  # on the outputs' device: no sync per batch
+        self._seen = 0
 
     def to(self, device: str | torch.device) -> CountAccuracy:
         self._device = torch.device(device)
         return self
 
     def reset(self) -> None:
-        self._counts = None
+        self._correct, self._seen = None, 0
 
     @staticmethod
     def _hits(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -299,19 +300,19 @@ class CountAccuracy(EpochMetric):
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
         hits, seen = self._hits(output, target)
-        counts = torch.stack([hits.double(), hits.new_tensor(seen, dtype=torch.float64)])
-        self._counts = counts if self._counts is None else self._counts + counts
+        self._correct = hits if self._correct is None else self._correct + hits
+        self._seen += seen
 
     def compute(self) -> float:
         from lrtune import distributed
 
-        counts = self._counts
+        correct = 0.0 if self._correct is None else float(self._correct)
+        seen = float(self._seen)
         if distributed.is_distributed():  # every rank joins, also one that saw no batch
-            local = counts if counts is not None else torch.zeros(2, dtype=torch.float64)
-            counts = distributed.all_reduce(local, "sum")
-        if counts is None or not counts[1]:
+            counts = torch.tensor([correct, seen], dtype=torch.float64)
+            correct, seen = distributed.all_reduce(counts, "sum").tolist()
+        if not seen:
             raise ValueError(f"metric {self.name!r} has no data: no update() since reset()")
-        correct, seen = counts.tolist()
         return correct / seen
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
