@@ -21,7 +21,6 @@ once by the vectorised :func:`lrtune.sweep`, chosen by validation) follows when
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from lrtune.confirmation.confirm import CONFIRM_FRACTION, bracket_from_finder, c
 from lrtune.confirmation.core import candidate_lrs, sweep
 from lrtune.confirmation.result import SweepResult
 from lrtune.data.batching import as_batches
+from lrtune.finder.range_test import reference_group
 from lrtune.finder.result import FinderResult
 from lrtune.result_io import FORMAT_VERSION, json_clean, write_json
 
@@ -363,12 +363,7 @@ def _why_confirm(finder: FinderResult, confirm, schedule_name: str | None, rule:
 
 def group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each group's lr over the reference group's (the first with lr > 0, as find_lr)."""
-    lrs = [float(g["lr"]) for g in optimizer.param_groups]
-    base = next((lr for lr in lrs if math.isfinite(lr) and lr > 0), None)
-    if base is None:
-        raise ValueError(f"no param group has a finite lr > 0 (got {lrs}): the reference "
-                         "group carries the rate, the others keep their ratio to it")
-    return [lr / base for lr in lrs]
+    return reference_group(optimizer.param_groups)[1]
 
 
 def rates_per_group(lr: float | None, ratios: list[float]) -> list[float] | None:

@@ -157,12 +157,9 @@ def layout_of(model: torch.nn.Module, optimizer) -> Layout:
             raise ValueError(f"the optimizer's {len(groups)} param groups do not hold the "
                              "model's parameters; build it on the model passed to sweep")
         return Layout((tuple(names),), (1.0,))
-    # the reference group, as in find_lr: the first with lr > 0 (frozen lr=0 groups stay 0)
-    base = next((float(g["lr"]) for g in groups if float(g["lr"]) > 0), 0.0)
-    if not base > 0:
-        raise ValueError("no param group has lr > 0: nothing to sweep (a frozen group has "
-                         "lr=0; the candidate rate is the first group's with lr > 0)")
-    return Layout(members, tuple(float(g["lr"]) / base for g in groups))
+    from lrtune.finder.range_test import reference_group
+
+    return Layout(members, tuple(reference_group(groups)[1]))  # as in find_lr
 
 
 class StackedOptimizer:

@@ -41,6 +41,22 @@ def lr_at(step: int, *, start_lr: float, end_lr: float, num_iters: int, mode: st
     return start_lr + (end_lr - start_lr) * t
 
 
+def reference_group(groups) -> tuple[int, list[float]]:
+    """The group that carries a swept or suggested rate — the first with a finite ``lr > 0``
+    (frozen ``lr=0`` groups stay 0) — and each group's lr over its lr (the user's ratios).
+
+    Examples:
+        >>> reference_group([{"lr": 0.0}, {"lr": 0.01}, {"lr": 0.1}])
+        (1, [0.0, 1.0, 10.0])
+    """
+    lrs = [float(g["lr"]) for g in groups]
+    reference = next((i for i, lr in enumerate(lrs) if math.isfinite(lr) and lr > 0), None)
+    if reference is None:
+        raise ValueError(f"every param group has lr=0 (all frozen; got {lrs}): set lr > 0 on "
+                         "the groups to tune")
+    return reference, [lr / lrs[reference] for lr in lrs]
+
+
 def _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
                 accumulation_steps, val_every) -> None:
     def bad(name, value, rule):
@@ -165,12 +181,7 @@ def find_lr(
     if not groups:
         raise ValueError(f"optimizer must be a torch optimizer with param groups, got "
                          f"{type(optimizer).__name__}")
-    reference = next((i for i, g in enumerate(groups) if float(g["lr"]) > 0), None)
-    if reference is None:
-        raise ValueError("every param group has lr=0 (all frozen): set lr > 0 on the groups "
-                         "to sweep")
-    base = float(groups[reference]["lr"])
-    ratios = [float(g["lr"]) / base for g in groups]
+    reference, ratios = reference_group(groups)
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
