@@ -438,14 +438,9 @@ class HyperparamScheduler(keras.callbacks.Callback):
         super().__init__()
         if interval not in ("batch", "epoch"):
             raise ValueError(f"interval must be 'batch' or 'epoch', got {interval!r}")
-        schedules = dict(schedules)
-        if not schedules:
-            raise ValueError("schedules must name at least one hyperparameter, got {}")
-        for key, schedule in schedules.items():
-            if not callable(schedule):
-                raise ValueError(f"schedules[{key!r}] must be a callable step -> value, "
-                                 f"got {schedule!r}")
-        self.schedules, self.interval = schedules, interval
+        from lrtune.schedules.hyperparams import check_schedules
+
+        self.schedules, self.interval = check_schedules(schedules), interval
 
     def on_train_begin(self, logs=None) -> None:
         optimizer = self.model.optimizer

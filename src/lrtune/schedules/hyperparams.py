@@ -98,6 +98,18 @@ def _scheduled_value(schedule: Schedule, key: str, t: float) -> float:
     return float(value)
 
 
+def check_schedules(schedules: Mapping[str, Schedule]) -> dict[str, Schedule]:
+    """``{name: step -> value}`` as a dict, or a ValueError naming what is wrong."""
+    schedules = dict(schedules)
+    if not schedules:
+        raise ValueError("schedules must name at least one hyperparameter, got {}")
+    for key, schedule in schedules.items():
+        if not callable(schedule):
+            raise ValueError(f"schedules[{key!r}] must be a callable step -> value, "
+                             f"got {schedule!r}")
+    return schedules
+
+
 class HyperparamScheduler:
     """Drive any param-group hyperparameter from a schedule.
 
@@ -135,13 +147,7 @@ class HyperparamScheduler:
                                         or not isinstance(total_steps, int) or total_steps < 1):
             raise ValueError(f"total_steps must be an integer > 0 with time_axis='fraction', "
                              f"got {total_steps!r}")
-        schedules = dict(schedules)
-        if not schedules:
-            raise ValueError("schedules must name at least one hyperparameter, got {}")
-        for key, schedule in schedules.items():
-            if not callable(schedule):
-                raise ValueError(f"schedules[{key!r}] must be a callable step -> value, "
-                                 f"got {schedule!r}")
+        schedules = check_schedules(schedules)
         check_keys(optimizer, schedules)
         self.optimizer = optimizer
         self.schedules = schedules
