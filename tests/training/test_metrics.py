@@ -182,3 +182,13 @@ def test_construction_mode_defers_only_names_a_metric_may_carry():
     assert construction_mode("auto", "valid_score") is None  # a custom metric may say
     with pytest.raises(ValueError, match="cannot tell whether 'score' is better"):
         construction_mode("auto", "score")  # not a metric's log key: unknown forever
+
+
+def test_accuracy_is_exact_and_bounded_over_a_long_pass():
+    gen = torch.Generator().manual_seed(1)
+    target = torch.randint(0, 3, (2500,), generator=gen)
+    logits = torch.randn(2500, 3, generator=gen)
+    metric = resolve_metrics("accuracy")["accuracy"]
+    value = _epoch_value(metric, logits, target, 1)  # 2500 updates: the per-batch counts fold
+    assert value == skm.accuracy_score(target, logits.argmax(dim=1))
+    assert len(metric._hits_seen) < 1024

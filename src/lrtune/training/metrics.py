@@ -281,7 +281,7 @@ class CountAccuracy(EpochMetric):
 
     def __init__(self, name: str = "accuracy") -> None:
         super().__init__(name, build=lambda output: None, higher_is_better=True)
-        self._correct: torch.Tensor | None = None  # on the outputs' device: no sync per batch
+        self._hits_seen: list[torch.Tensor] = []  # per batch, on the outputs' device: no sync
         self._seen = 0
 
     def to(self, device: str | torch.device) -> CountAccuracy:
@@ -289,10 +289,13 @@ class CountAccuracy(EpochMetric):
         return self
 
     def reset(self) -> None:
-        self._correct, self._seen = None, 0
+        self._hits_seen, self._seen = [], 0
 
     @staticmethod
     def _hits(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if output.dim() == 2 and target.dim() == 1 and output.shape[1] > 1 \
+                and not target.is_floating_point():  # class indices: the common case, 3 ops
+            return (output.argmax(dim=1) == target).sum(), len(target)
         output, target = output.detach(), target.detach()
         pred = (output.reshape(-1) > 0).long() if _is_binary(output) else output.argmax(dim=1)
         target = _classification_targets(output, target).reshape(pred.shape)
@@ -300,13 +303,17 @@ class CountAccuracy(EpochMetric):
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
         hits, seen = self._hits(output, target)
-        self._correct = hits if self._correct is None else self._correct + hits
+        found = self._hits_seen
+        found.append(hits)  # summed in compute(), not per batch (one op fewer per batch)
+        if len(found) >= 1024:  # bounded memory on long passes
+            found[:] = [torch.stack(found).sum()]
         self._seen += seen
 
     def compute(self) -> float:
         from lrtune import distributed
 
-        correct = 0.0 if self._correct is None else float(self._correct)
+        hits = self._hits_seen
+        correct = float(torch.stack(hits).sum()) if hits else 0.0
         seen = float(self._seen)
         if distributed.is_distributed():  # every rank joins, also one that saw no batch
             counts = torch.tensor([correct, seen], dtype=torch.float64)
