@@ -16,12 +16,21 @@ def _series(values) -> np.ndarray:
 def _status(result, i: int) -> str:
     if i == result.chosen_index:
         return " (chosen)"
+    if result.stopped[i]:
+        return f" (stopped at step {result.stopped_step[i]})"
     return " (diverged)" if result.diverged[i] else ""
+
+
+def _at_stop(result, i: int) -> float:
+    """A stopped copy's valid metric at its rung."""
+    at = result.steps.index(result.stopped_step[i])
+    return result.valid_metric[i][at]
 
 
 def plot_sweep(result):
     """Three panels: the final valid metric per rate on a log lr axis (chosen rate marked,
-    its noise band shaded, diverged rates as x); the valid metric and the training loss of
+    its noise band shaded, diverged rates as x, rates stopped by halving as hollow circles at
+    their score there); the valid metric and the training loss of
     every rate against epochs, one colour per rate, with one legend of rates for both."""
     from matplotlib.ticker import MaxNLocator
 
@@ -37,6 +46,10 @@ def plot_sweep(result):
         y = (np.nanmin(finite) if result.mode == "max" else np.nanmax(finite)) if ok.any() else 0
         final_ax.plot(lrs[~ok], np.full((~ok).sum(), y), "x", color="tab:red", ms=9, mew=2,
                       label="diverged")
+    stopped = [i for i in range(len(lrs)) if result.stopped[i]]
+    if stopped:
+        final_ax.plot(lrs[stopped], [_at_stop(result, i) for i in stopped], "o", mfc="none",
+                      color="tab:gray", label="stopped early by halving\n(score at its rung)")
     if result.chosen_index is not None:
         i = result.chosen_index
         tol = result.tolerance[i] if isinstance(result.tolerance, list) else result.tolerance

@@ -56,6 +56,41 @@ def paired_tolerances(correct, best: int) -> list[float]:
     return out
 
 
+def tolerances(metric: str, scores: list[float | None], correct: dict | None,
+               n_valid: int) -> float | list[float | None]:
+    """"Within noise" for comparing ``scores`` (None: a copy not compared), as the sweep uses
+    it for its choice and at its halving rungs.
+
+    Accuracy with each copy's per-sample correctness (``correct``: copy index -> boolean row
+    over the same validation samples): one :func:`paired_tolerances` per copy, against the
+    best copy (None for a copy not compared). Otherwise one number,
+    :func:`default_tolerance` of the best score.
+
+    Examples:
+        >>> tolerances("loss", [0.5, None, 0.4], None, 100)
+        0.004
+        >>> import numpy as np
+        >>> rows = {0: np.array([1, 1, 0, 0]), 2: np.array([1, 1, 1, 0])}
+        >>> [None if t is None else round(t, 3) for t in tolerances("accuracy", [0.5, None, 0.75],
+        ...                                                          rows, 4)]
+        [0.25, None, 0.25]
+    """
+    import numpy as np
+
+    present = [i for i, s in enumerate(scores) if s is not None]
+    if metric == "accuracy" and present and correct and all(i in correct for i in present):
+        best = max(present, key=lambda i: (scores[i], -i))
+        rows = np.stack([np.asarray(correct[i], dtype=bool) for i in present])
+        tols = paired_tolerances(rows, present.index(best))
+        out: list[float | None] = [None] * len(scores)
+        for i, t in zip(present, tols, strict=True):
+            out[i] = t
+        return out
+    finite = [scores[i] for i in present]
+    best = (max(finite) if metric == "accuracy" else min(finite)) if finite else 0.0
+    return default_tolerance(metric, best, n_valid)
+
+
 def choose(lrs: list[float], scores: list[float | None], *, mode: str,
            tolerance: float | list[float | None]) -> tuple[int | None, str]:
     """Pick the rate: the lowest rate whose score is within ``tolerance`` of the best score.
@@ -104,8 +139,11 @@ class SweepResult(JsonResult):
         train_loss, train_metric, valid_loss, valid_metric: one curve per rate (``[K][points]``);
             None where the copy had diverged. The train values are the means over the
             batches since the previous point, the valid values are measured at the point.
-        final_metric: the validation metric of each rate's final weights (None if diverged).
+        final_metric: the validation metric of each rate's final weights (None if diverged or
+            stopped early).
         diverged_step: the step at which each copy's training loss became non-finite (or None).
+        stopped_step: the step after which successive halving stopped each copy (or None);
+            its curves end there, and ``settings["halving"]`` holds the rungs.
         chosen_lr, chosen_index: the choice (None when every copy diverged); ``reason`` says how.
         tolerance: what "within noise" meant for the choice: one number, or one per rate
             (the paired standard error of its accuracy difference with the best rate).
@@ -131,6 +169,7 @@ class SweepResult(JsonResult):
     tolerance: float | list[float | None]
     engine: str
     fallback_reason: str | None = None
+    stopped_step: list[int | None] = field(default_factory=list)
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     weights: dict[int, dict] | None = field(default=None, repr=False, compare=False)
@@ -145,6 +184,24 @@ class SweepResult(JsonResult):
     def diverged(self) -> list[bool]:
         return [s is not None for s in self.diverged_step]
 
+    @property
+    def stopped(self) -> list[bool]:
+        return [s is not None for s in self.stopped_step] or [False] * len(self.lrs)
+
+    @property
+    def copy_steps(self) -> int:
+        """Optimizer steps trained over all copies (a diverged copy counts its steps until it
+        diverged, a stopped one until its rung)."""
+        total = self.settings.get("steps") or (self.steps[-1] if self.steps else 0)
+        ends = zip(self.diverged_step, self.stopped_step or [None] * len(self.lrs), strict=True)
+        return sum(min([total, *(e for e in pair if e is not None)]) for pair in ends)
+
+    @property
+    def compute_fraction(self) -> float:
+        """``copy_steps`` over K full runs: what halving and divergence saved."""
+        total = self.settings.get("steps") or (self.steps[-1] if self.steps else 0)
+        return self.copy_steps / max(1, total * len(self.lrs))
+
     def summary(self) -> str:
         """One line for people."""
         if self.chosen_lr is None:
@@ -152,7 +209,13 @@ class SweepResult(JsonResult):
         score = self.final_metric[self.chosen_index]
         return (f"confirmed lr {self.chosen_lr:.3g} (valid {self.metric} {score:.4g}) among "
                 f"{len(self.lrs)} rates {self.lrs[0]:.3g}..{self.lrs[-1]:.3g}; "
-                f"{sum(self.diverged)} diverged; engine {self.engine}")
+                f"{sum(self.diverged)} diverged; {self._halving_note()}engine {self.engine}")
+
+    def _halving_note(self) -> str:
+        if not any(self.stopped):
+            return ""
+        return (f"{sum(self.stopped)} stopped early by halving ({self.compute_fraction:.0%} of "
+                "the copy-steps trained); ")
 
     def table(self) -> str:
         """Rate, final valid metric and status, one line per candidate."""
@@ -161,6 +224,12 @@ class SweepResult(JsonResult):
             score = self.final_metric[i]
             text = "-" if score is None else f"{score:.4f}"
             status = (f"diverged at step {self.diverged_step[i]}" if self.diverged[i] else "")
+            if self.stopped[i]:
+                at = self.stopped_step[i]
+                last = next((v for s, v in zip(self.steps, self.valid_metric[i], strict=True)
+                             if s == at), None)
+                text = "-" if last is None else f"({last:.4f})"
+                status = f"stopped by halving at step {at} (its score there)"
             if i == self.chosen_index:
                 status = "chosen"
             lines.append(f"{lr:>10.3g}  {text:>14}  {status}")
