@@ -231,7 +231,7 @@ def run_quality(args) -> dict:
     seeds = list(range(args.seeds))
     names = args.tasks.split(",") if args.tasks else list(common.TASKS)
     out: dict = {"tasks": {}, "seeds": seeds, "k": K, "fraction": fraction,
-                 "halving": args.halving}
+                 "halving": args.halving, "rule": args.rule}
     for name in names:
         task = common.TASKS[name]
         t0 = time.perf_counter()
@@ -245,7 +245,8 @@ def run_quality(args) -> dict:
             model, _, loss_fn = common.build(task, s, lr=1e-3)
             res = confirm_lr(model, task.optimizer, {"momentum": task.momentum}, loss_fn,
                              splits.train, splits.valid, finder, k=K, budget_epochs=budget,
-                             batch_size=task.batch_size, seed=s, halving=args.halving)
+                             batch_size=task.batch_size, seed=s, halving=args.halving,
+                             rule=args.rule)
             full = common.train(task, res.chosen_lr, s) if res.chosen_lr else None
             sweep_steps = res.copy_steps  # diverged copies until they diverged, stopped ones
             # until their halving rung
@@ -308,6 +309,8 @@ def main(argv=None) -> int:
     q.add_argument("--suffix", default="", help="suffix of the results file name")
     q.add_argument("--halving", type=_halving_arg, default="auto",
                    help="the sweep's successive halving: auto (default), on or off")
+    q.add_argument("--rule", choices=("window", "final"), default="window",
+                   help="the sweep's choice rule (default window)")
     args = parser.parse_args(argv)
     if args.what == "speed-child":
         print(json.dumps(speed_child(args.variant, args.epochs)))

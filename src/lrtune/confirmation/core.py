@@ -14,7 +14,13 @@ from lrtune.confirmation.engines import Training, make_engine
 from lrtune.confirmation.halving import Halving, resolve_halving, to_stop
 from lrtune.confirmation.losses import correct_counts, correct_rows, resolve_metric
 from lrtune.confirmation.optim import layout_of, optim_spec
-from lrtune.confirmation.result import SweepResult, choose, tolerances
+from lrtune.confirmation.result import (
+    RULES,
+    SweepResult,
+    choose,
+    tolerances,
+    window_scores,
+)
 from lrtune.data.batching import as_batches
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
 from lrtune.steps import Step, check_precision, resolve_step, run_step, target_of, to_device
@@ -89,6 +95,7 @@ def sweep(
     keep_weights: bool = False,
     lr_scale: Callable[[int], float | Sequence[float]] | None = None,
     halving: bool | str | Sequence[float] | None = "auto",
+    rule: str = "window",
 ) -> SweepResult:
     """Train one copy of ``model`` per candidate rate, all at once, and pick a rate by validation.
 
@@ -100,11 +107,14 @@ def sweep(
     constant rate) a copy that is clearly worse than the best at a rung stops there too
     (``result.stopped_step``) and cannot be chosen; the others train on exactly as without it.
 
-    The choice: the final validation metric of each copy; the lowest rate within noise of the
-    best (see :func:`lrtune.confirmation.result.choose`). Noise, unless ``tolerance`` is given: for
-    accuracy, one standard error of the paired difference with the best copy on the same
-    validation samples (:func:`lrtune.confirmation.result.paired_tolerances`); for a loss, 1 % of
-    the best loss.
+    The choice (``rule``, see :func:`lrtune.confirmation.result.choose`): by default
+    (``"window"``) each copy's validation *loss* averaged over the last quarter of its
+    evaluations (one per epoch), and the lowest rate within 1 % of the best such loss. Measured
+    (``benchmarks/bench_confirm_noise.py``): with a few dozen validation samples the final
+    accuracy is a coin toss, the averaged loss is not. ``"final"``: the final validation
+    metric, the lowest rate within noise of the best: for accuracy one standard error of the
+    paired difference with the best copy on the same validation samples
+    (:func:`lrtune.confirmation.result.paired_tolerances`), for a loss 1 % of the best loss.
 
     Args:
         model: a module (its current weights are the start; it is not modified) or a factory
@@ -128,7 +138,8 @@ def sweep(
         opt_kwargs: optimizer settings when ``optimizer`` is a name or class (``momentum``,
             ``weight_decay``, ``nesterov`` ... as :func:`lrtune.training.setup.make_optimizer`).
         metric: ``"auto"`` (accuracy for class targets, else the loss), ``"accuracy"``, ``"loss"``.
-        tolerance: "within noise" for the choice, in metric units (default: see above).
+        tolerance: "within noise" for the choice, in the units of the score it compares
+            (the loss for ``rule="window"``; default: see above).
         engine: ``"auto"``, ``"batched"``, ``"vmap"`` or ``"sequential"``.
         device: where training runs; defaults to the model's device.
         eval_batch_size: batch size of the validation passes.
@@ -144,6 +155,7 @@ def sweep(
             at least 3 kept, and the rate just below the lowest contender kept. ``"auto"``
             (default): on for a constant rate, off under ``lr_scale`` (annealing reorders
             rates late); ``True``/``False``; or the rungs as ascending fractions in (0, 1).
+        rule: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above).
 
     Returns:
         A :class:`SweepResult`.
@@ -179,6 +191,8 @@ def sweep(
     resolve_step(step, loss_fn)  # one clear error before anything is built
     precision = check_precision(precision)
     plan = resolve_halving(halving, scheduled=lr_scale is not None)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
@@ -216,8 +230,7 @@ def sweep(
         first = next(stream)
         eng, fallback = make_engine(engine, net, spec, candidates, first, layout, training)
         rates_at = None if lr_scale is None else _scheduled(candidates, lr_scale)
-        judge = None if plan is None else _Judge(plan, candidates, metric_name, n_valid,
-                                                   tolerance, total)
+        judge = None if plan is None else _Judge(plan, candidates, metric_name, n_valid, total)
         curves = _train(eng, stream, first, valid_batches, dev,
                         k=len(candidates), total=total, per_epoch=per_epoch,
                         accuracy=metric_name == "accuracy", rates_at=rates_at,
@@ -226,10 +239,16 @@ def sweep(
     final = [row[-1] for row in curves["valid_metric"]]
     final = [None if (d is not None or s is None or not math.isfinite(s)) else s
              for s, d in zip(final, curves["diverged_step"], strict=True)]
+    if rule == "window":
+        scores, score_name = window_scores(curves["valid_loss"], final)
+        mode, score_metric, rows = "min", "loss", None
+    else:
+        scores, score_name = final, f"final valid {metric_name}"
+        mode = "max" if metric_name == "accuracy" else "min"
+        score_metric, rows = metric_name, _numpy_rows(curves["final_correct"])
     if tolerance is None:
-        tolerance = tolerances(metric_name, final, _numpy_rows(curves["final_correct"]), n_valid)
-    index, reason = choose(candidates, final, mode="max" if metric_name == "accuracy" else "min",
-                           tolerance=tolerance)
+        tolerance = tolerances(score_metric, scores, rows, n_valid)
+    index, reason = choose(candidates, scores, mode=mode, tolerance=tolerance, name=score_name)
     settings = dict(optimizer=spec.describe(), batch_size=batch_size, seed=seed,
                     epochs=epochs, steps=total, steps_per_epoch=per_epoch, n_valid=n_valid,
                     device=str(dev), precision=precision,
@@ -243,7 +262,7 @@ def sweep(
         train_loss=curves["train_loss"], train_metric=curves["train_metric"],
         valid_loss=curves["valid_loss"], valid_metric=curves["valid_metric"],
         final_metric=final, diverged_step=curves["diverged_step"],
-        stopped_step=curves["stopped_step"],
+        stopped_step=curves["stopped_step"], rule=rule, scores=scores, score_name=score_name,
         chosen_lr=None if index is None else candidates[index], chosen_index=index,
         reason=reason, tolerance=tolerance, engine=eng.name, fallback_reason=fallback,
         seconds=time.perf_counter() - start, settings=settings, weights=weights,
@@ -297,9 +316,9 @@ class _Judge:
     """The halving decision at a rung: which live copies stop (see :mod:`.halving`)."""
 
     def __init__(self, plan: Halving, lrs: list[float], metric: str, n_valid: int,
-                 tolerance: float | None, total: int) -> None:
+                 total: int) -> None:
         self.plan, self.lrs, self.metric = plan, lrs, metric
-        self.n_valid, self.tolerance, self.total = n_valid, tolerance, total
+        self.n_valid, self.total = n_valid, total
 
     def __call__(self, alive: list[int], scores: list[float], correct, step: int) -> list[int]:
         """Positions (in ``alive``) of the copies that stop after ``step``."""
@@ -307,9 +326,7 @@ class _Judge:
             return []
         rows = None if correct is None else {pos: correct[pos].cpu().numpy()
                                              for pos in range(len(alive))}
-        tol = self.tolerance
-        if tol is None:
-            tol = tolerances(self.metric, scores, rows, self.n_valid)
+        tol = tolerances(self.metric, scores, rows, self.n_valid)  # the measured noise
         tols = tol if isinstance(tol, list) else [tol] * len(alive)
         return to_stop([self.lrs[i] for i in alive], scores, tols,
                        mode="max" if self.metric == "accuracy" else "min",
