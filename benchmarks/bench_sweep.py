@@ -231,7 +231,7 @@ def run_quality(args) -> dict:
     seeds = list(range(args.seeds))
     names = args.tasks.split(",") if args.tasks else list(common.TASKS)
     out: dict = {"tasks": {}, "seeds": seeds, "k": K, "fraction": fraction,
-                 "halving": args.halving, "rule": args.rule}
+                 "halving": args.halving, "choice": args.choice}
     for name in names:
         task = common.TASKS[name]
         t0 = time.perf_counter()
@@ -246,7 +246,7 @@ def run_quality(args) -> dict:
             res = confirm_lr(model, task.optimizer, {"momentum": task.momentum}, loss_fn,
                              splits.train, splits.valid, finder, k=K, budget_epochs=budget,
                              batch_size=task.batch_size, seed=s, halving=args.halving,
-                             rule=args.rule)
+                             choice=args.choice)
             full = common.train(task, res.chosen_lr, s) if res.chosen_lr else None
             sweep_steps = res.copy_steps  # diverged copies until they diverged, stopped ones
             # until their halving rung
@@ -309,7 +309,7 @@ def main(argv=None) -> int:
     q.add_argument("--suffix", default="", help="suffix of the results file name")
     q.add_argument("--halving", type=_halving_arg, default="auto",
                    help="the sweep's successive halving: auto (default), on or off")
-    q.add_argument("--rule", choices=("window", "final"), default="window",
+    q.add_argument("--choice", choices=("window", "final"), default="window",
                    help="the sweep's choice rule (default window)")
     args = parser.parse_args(argv)
     if args.what == "speed-child":

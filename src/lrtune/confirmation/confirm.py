@@ -79,7 +79,7 @@ def confirm_lr(
     device=None,
     engine: str = "auto",
     halving="auto",
-    rule: str = "window",
+    choice: str = "window",
 ) -> SweepResult:
     """Confirm k rates inside the range test's bracket on a short budget; pick by validation.
 
@@ -92,7 +92,7 @@ def confirm_lr(
         optimizer_name, opt_kwargs: as :func:`lrtune.training.setup.make_optimizer`.
         loss_fn, train, valid: as :func:`lrtune.confirmation.sweep`.
         finder_result: the range test's :class:`~lrtune.finder.FinderResult`.
-        halving, rule: successive halving and the choice rule, as
+        halving, choice: successive halving and the choice rule, as
             :func:`lrtune.confirmation.sweep`.
 
     Returns:
@@ -104,7 +104,7 @@ def confirm_lr(
     result = sweep(model_factory, optimizer_name, loss_fn, train, valid, bracket=(lo, hi), k=k,
                    epochs=budget_epochs, steps=budget_steps, batch_size=batch_size, seed=seed,
                    opt_kwargs=opt_kwargs, device=device, engine=engine,
-                   halving=halving, rule=rule)
+                   halving=halving, choice=choice)
     result.settings.update(bracket=[lo, hi], range_test_suggestion=finder_result.suggested_lr,
                            range_test_verdict=finder_result.verdict)
     return result

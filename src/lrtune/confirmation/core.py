@@ -15,7 +15,7 @@ from lrtune.confirmation.halving import Halving, resolve_halving, to_stop
 from lrtune.confirmation.losses import correct_counts, correct_rows, resolve_metric
 from lrtune.confirmation.optim import layout_of, optim_spec
 from lrtune.confirmation.result import (
-    RULES,
+    CHOICES,
     SweepResult,
     choose,
     tolerances,
@@ -95,7 +95,7 @@ def sweep(
     keep_weights: bool = False,
     lr_scale: Callable[[int], float | Sequence[float]] | None = None,
     halving: bool | str | Sequence[float] | None = "auto",
-    rule: str = "window",
+    choice: str = "window",
 ) -> SweepResult:
     """Train one copy of ``model`` per candidate rate, all at once, and pick a rate by validation.
 
@@ -107,7 +107,7 @@ def sweep(
     constant rate) a copy that is clearly worse than the best at a rung stops there too
     (``result.stopped_step``) and cannot be chosen; the others train on exactly as without it.
 
-    The choice (``rule``, see :func:`lrtune.confirmation.result.choose`): by default
+    The choice (``choice``, see :func:`lrtune.confirmation.result.choose`): by default
     (``"window"``) each copy's validation *loss* averaged over the last quarter of its
     evaluations (one per epoch), and the lowest rate within 1 % of the best such loss. Measured
     (``benchmarks/bench_confirm_noise.py``): with a few dozen validation samples the final
@@ -139,7 +139,7 @@ def sweep(
             ``weight_decay``, ``nesterov`` ... as :func:`lrtune.training.setup.make_optimizer`).
         metric: ``"auto"`` (accuracy for class targets, else the loss), ``"accuracy"``, ``"loss"``.
         tolerance: "within noise" for the choice, in the units of the score it compares
-            (the loss for ``rule="window"``; default: see above).
+            (the loss for ``choice="window"``; default: see above).
         engine: ``"auto"``, ``"batched"``, ``"vmap"`` or ``"sequential"``.
         device: where training runs; defaults to the model's device.
         eval_batch_size: batch size of the validation passes.
@@ -155,7 +155,7 @@ def sweep(
             at least 3 kept, and the rate just below the lowest contender kept. ``"auto"``
             (default): on for a constant rate, off under ``lr_scale`` (annealing reorders
             rates late); ``True``/``False``; or the rungs as ascending fractions in (0, 1).
-        rule: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above).
+        choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above).
 
     Returns:
         A :class:`SweepResult`.
@@ -191,8 +191,8 @@ def sweep(
     resolve_step(step, loss_fn)  # one clear error before anything is built
     precision = check_precision(precision)
     plan = resolve_halving(halving, scheduled=lr_scale is not None)
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if choice not in CHOICES:
+        raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
@@ -239,7 +239,7 @@ def sweep(
     final = [row[-1] for row in curves["valid_metric"]]
     final = [None if (d is not None or s is None or not math.isfinite(s)) else s
              for s, d in zip(final, curves["diverged_step"], strict=True)]
-    if rule == "window":
+    if choice == "window":
         scores, score_name = window_scores(curves["valid_loss"], final)
         mode, score_metric, rows = "min", "loss", None
     else:
@@ -262,7 +262,7 @@ def sweep(
         train_loss=curves["train_loss"], train_metric=curves["train_metric"],
         valid_loss=curves["valid_loss"], valid_metric=curves["valid_metric"],
         final_metric=final, diverged_step=curves["diverged_step"],
-        stopped_step=curves["stopped_step"], rule=rule, scores=scores, score_name=score_name,
+        stopped_step=curves["stopped_step"], choice=choice, scores=scores, score_name=score_name,
         chosen_lr=None if index is None else candidates[index], chosen_index=index,
         reason=reason, tolerance=tolerance, engine=eng.name, fallback_reason=fallback,
         seconds=time.perf_counter() - start, settings=settings, weights=weights,

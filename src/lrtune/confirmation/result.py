@@ -10,7 +10,7 @@ from typing import Any
 from lrtune.result_io import FORMAT_VERSION, JsonResult, json_clean
 
 LOSS_RTOL = 0.01  # "within noise" for a loss metric: 1 % of the best loss
-RULES = ("window", "final")
+CHOICES = ("window", "final")
 WINDOW = 0.25  # the "window" rule averages the last quarter of the evaluations
 
 
@@ -115,9 +115,9 @@ def choose(lrs: list[float], scores: list[float | None], *, mode: str,
     """Pick the rate: the lowest rate whose score is within ``tolerance`` of the best score.
 
     ``scores`` are what the sweep compares (None or non-finite for a copy that diverged or
-    stopped early): by default (:func:`lrtune.sweep`'s ``rule="window"``) each rate's
+    stopped early): by default (:func:`lrtune.sweep`'s ``choice="window"``) each rate's
     validation loss averaged over the last quarter of its evaluations
-    (:func:`window_scores`), with ``tolerance`` 1 % of the best; with ``rule="final"`` the
+    (:func:`window_scores`), with ``tolerance`` 1 % of the best; with ``choice="final"`` the
     final validation metric, with one paired standard error (:func:`paired_tolerances`) for
     accuracy. ``mode`` is ``"max"`` (accuracy) or ``"min"`` (loss); ``tolerance`` is one
     number, or one per candidate (the noise of its difference with the best); ``name`` names
@@ -174,7 +174,7 @@ class SweepResult(JsonResult):
         diverged_step: the step at which each copy's training loss became non-finite (or None).
         stopped_step: the step after which successive halving stopped each copy (or None);
             its curves end there, and ``settings["halving"]`` holds the rungs.
-        rule, scores, score_name: the choice rule (``"window"`` or ``"final"``), the score
+        choice, scores, score_name: the choice rule (``"window"`` or ``"final"``), the score
             of each rate it compared (None: diverged or stopped) and what that score is.
         chosen_lr, chosen_index: the choice (None when every copy diverged); ``reason`` says how.
         tolerance: what "within noise" meant for the choice: one number, or one per rate
@@ -202,7 +202,7 @@ class SweepResult(JsonResult):
     engine: str
     fallback_reason: str | None = None
     stopped_step: list[int | None] = field(default_factory=list)
-    rule: str = "final"
+    choice: str = "final"
     scores: list[float | None] | None = None
     score_name: str = ""
     seconds: float = 0.0
