@@ -39,9 +39,10 @@ def test_stopped_copies_keep_their_rung_weights_and_survivors_train_on_unchanged
     for i in range(3, len(LRS)):  # the survivors: the very weights of the sweep without halving
         for name, ref in full.weights[i].items():
             torch.testing.assert_close(halved.weights[i][name], ref, rtol=1e-9, atol=1e-11)
+    at = {s: run(data64, engine=engine, halving=False, epochs=None, steps=s)
+          for s in {halved.stopped_step[i] for i in stopped}}
     for i in stopped:  # a stopped copy ends with the weights it had at its rung
-        at_rung = run(data64, engine=engine, halving=False, epochs=None,
-                      steps=halved.stopped_step[i])
+        at_rung = at[halved.stopped_step[i]]
         for name, ref in at_rung.weights[i].items():
             torch.testing.assert_close(halved.weights[i][name], ref, rtol=1e-9, atol=1e-11)
         assert halved.final_metric[i] is None and halved.valid_metric[i][-1] is None
