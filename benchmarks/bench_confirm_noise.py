@@ -17,6 +17,10 @@ validation curves:
 - ``lastq_acc_loss``: among the rates within noise of the best ``lastq`` accuracy, the one
   with the lowest ``lastq`` loss.
 
+The sweeps run with ``choice="final"`` (so their tolerance is the paired standard error of the
+accuracy, and ``final`` is the sweep's own choice); ``lastq_loss`` is the library's
+``choice="window"`` (the same functions, ``window_scores`` and ``tolerances``).
+
 Reported per rule: the regret (test accuracy of the best rate of that sweep minus that of the
 chosen rate; mean, 90th percentile, max, in points), and the instability: how often two order
 seeds of the same data draw choose different rates, and the mean |log2| ratio between them.
@@ -43,7 +47,7 @@ import torch
 from torch import nn
 
 from lrtune.confirmation import sweep
-from lrtune.confirmation.result import choose, tolerances
+from lrtune.confirmation.result import choose, tolerances, window_scores
 from lrtune.models import mlp
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,13 +81,12 @@ def rules(res) -> dict[str, int | None]:
     points = len(res.steps)
     q = max(1, points // 4)
     final = res.final_metric
-    out = {"final": choose(res.lrs, final, mode="max", tolerance=res.tolerance)[0]}
+    out = {"final": res.chosen_index}  # the sweep ran with choice="final"
     for name, n in (("last3", min(3, points)), ("lastq", q)):
         scores = [None if f is None else window_mean(c, n)
                   for f, c in zip(final, res.valid_metric, strict=True)]
         out[name] = choose(res.lrs, scores, mode="max", tolerance=res.tolerance)[0]
-    losses = [None if f is None else window_mean(c, q)
-              for f, c in zip(final, res.valid_loss, strict=True)]
+    losses = window_scores(res.valid_loss, final)[0]  # the library's choice="window"
     tol = tolerances("loss", losses, None, res.settings["n_valid"])
     out["lastq_loss"] = choose(res.lrs, losses, mode="min", tolerance=tol)[0]
     scores = [None if f is None else window_mean(c, q)
@@ -116,7 +119,8 @@ def run(args) -> dict:
         for o in range(args.order_seeds):
             res = sweep(lambda: mlp(64, 10), args.optimizer, nn.CrossEntropyLoss(), train,
                         valid, lrs=lrs, epochs=args.epochs, batch_size=10, seed=o,
-                        opt_kwargs={"momentum": 0.9}, keep_weights=True, halving=False)
+                        opt_kwargs={"momentum": 0.9}, keep_weights=True, halving=False,
+                        choice="final")
             acc = test_accuracy(res.weights, test)
             records.append({"data": d, "order": o, "test_acc": acc,
                             "choices": rules(res), "valid_final": res.final_metric})

@@ -15,6 +15,7 @@ Usage (repository root)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py speed
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py quality
+    # the sweep's options: --halving {auto,on,off} --choice {window,final}; --tasks a,b
 """
 
 from __future__ import annotations
