@@ -5,8 +5,9 @@ Digits (scikit-learn, 1 797 images 8x8, pixels / 16): per data seed, a stratifie
 other image is the test set (~1 700). Per data seed and per order seed (init, batch order,
 dropout: the sweep's ``seed``), one ``lrtune.sweep`` of K = 8 rates (the MLP 300-100, SGD
 momentum 0.9 or ``--optimizer adam``, batch 10, no halving) keeps every copy's final weights,
-which are scored on the test set. Each choice rule below is then applied to the same recorded
-validation curves:
+which are scored on the test set (with ``--halving on`` the rules choose from a second sweep
+with halving, whose surviving copies end with the same weights). Each choice rule below is
+then applied to the same recorded validation curves:
 
 - ``final``: the previous rule, the final validation accuracy, lowest rate within one paired
   standard error of the best;
@@ -117,13 +118,18 @@ def run(args) -> dict:
     for d in range(args.data_seeds):
         train, valid, test = draw(d, args.train_per_class, args.valid_per_class)
         for o in range(args.order_seeds):
-            res = sweep(lambda: mlp(64, 10), args.optimizer, nn.CrossEntropyLoss(), train,
-                        valid, lrs=lrs, epochs=args.epochs, batch_size=10, seed=o,
-                        opt_kwargs={"momentum": 0.9}, keep_weights=True, halving=False,
-                        choice="final")
-            acc = test_accuracy(res.weights, test)
+            runs = [sweep(lambda: mlp(64, 10), args.optimizer, nn.CrossEntropyLoss(), train,
+                          valid, lrs=lrs, epochs=args.epochs, batch_size=10, seed=o,
+                          opt_kwargs={"momentum": 0.9}, keep_weights=True, halving=halving,
+                          choice="final")
+                    for halving in ([False, True] if args.halving == "on" else [False])]
+            acc = test_accuracy(runs[0].weights, test)  # every rate trained to the end
+            res = runs[-1]  # the choices: of the halving sweep with --halving on (its
+            # survivors' weights are those of the full sweep, tests/confirmation/test_halving)
             records.append({"data": d, "order": o, "test_acc": acc,
-                            "choices": rules(res), "valid_final": res.final_metric})
+                            "choices": rules(res), "valid_final": res.final_metric,
+                            "stopped_step": res.stopped_step,
+                            "compute_fraction": res.compute_fraction})
         print(f"data seed {d}: " + "; ".join(
             f"{r['order']}: " + " ".join(f"{k}={v}" for k, v in r["choices"].items())
             for r in records if r["data"] == d), flush=True)
@@ -145,6 +151,7 @@ def run(args) -> dict:
                          "regret_max_pt": max(regrets),
                          "choice_changes": statistics.mean(changes),
                          "mean_abs_log2_ratio": statistics.mean(spread)}
+    summary["compute_fraction_mean"] = statistics.mean(r["compute_fraction"] for r in records)
     return {"records": records, "summary": summary, "lrs": lrs, "args": vars(args)}
 
 
@@ -157,6 +164,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--optimizer", choices=sorted(BASE_LR), default="sgd",
                         help="sgd (momentum 0.9) or adam (beta1 0.9)")
+    parser.add_argument("--halving", choices=("off", "on"), default="off",
+                        help="choose from sweeps with successive halving (each rate's test "
+                             "accuracy still from a sweep without)")
     parser.add_argument("--suffix", default="")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
@@ -170,6 +180,9 @@ def main(argv=None) -> int:
     print(f"{'rule':12s} {'regret mean':>12s} {'p90':>6s} {'max':>6s} {'changes':>8s} "
           f"{'|log2|':>7s}")
     for rule, s in out["summary"].items():
+        if not isinstance(s, dict):
+            print(f"{rule}: {s:.3f}")
+            continue
         print(f"{rule:12s} {s['regret_mean_pt']:12.2f} {s['regret_p90_pt']:6.2f} "
               f"{s['regret_max_pt']:6.2f} {s['choice_changes']:8.2f} "
               f"{s['mean_abs_log2_ratio']:7.2f}")

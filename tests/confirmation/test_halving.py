@@ -76,6 +76,8 @@ def test_auto_halves_a_constant_rate_but_not_a_schedule(data64):
     assert constant.settings["halving"]["rungs"] == [0.25, 0.5]
     scheduled = run(data64, lr_scale=lambda t: 1.0)
     assert scheduled.settings["halving"] is None and not any(scheduled.stopped)
+    few = run(data64, lrs=LRS[:3], halving=True, epochs=None, steps=5)  # 3 rates: none can stop
+    assert few.settings["halving"] is None and few.steps == [5]  # and no rung evaluation
 
 
 def test_the_early_leader_that_collapses_later_does_not_take_the_choice_with_it(data64):

@@ -191,6 +191,8 @@ def sweep(
     resolve_step(step, loss_fn)  # one clear error before anything is built
     precision = check_precision(precision)
     plan = resolve_halving(halving, scheduled=lr_scale is not None)
+    if plan is not None and len(candidates) <= plan.min_keep:
+        plan = None  # nothing could stop: no rung, no extra evaluation
     if choice not in CHOICES:
         raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
 

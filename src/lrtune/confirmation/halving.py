@@ -15,6 +15,7 @@ rate can catch up):
 
 A sweep under a schedule (``lr_scale``) does not halve by default: annealing reorders the
 rates late in training (a rate that is too high at its peak can be the best once it decays).
+Nor does a sweep of ``min_keep`` rates or fewer (nothing could stop).
 """
 
 from __future__ import annotations
