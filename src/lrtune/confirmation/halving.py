@@ -1,11 +1,13 @@
 """Successive halving inside a sweep: stop the rates that are clearly worse at a few rungs.
 
 At each rung (a fraction of the budget) every live copy is scored on the validation data; a
-copy whose score is worse than the best by more than ``z`` standard errors of that difference
-(the same noise as the final choice: :func:`lrtune.confirmation.result.tolerances`) stops
-there and costs no more compute. Three guards keep it conservative, because a short run's
-leader is not always the long run's winner (a rate that learns fast can collapse late, a slow
-rate can catch up):
+copy whose score (the sweep's metric) is worse than the best by more than ``z`` times the
+noise of that difference stops there and costs no more compute. The noise is
+:func:`lrtune.confirmation.result.tolerances`: for accuracy the standard error of the paired
+difference on the same validation samples, for a loss metric 1 % of the best loss.
+
+Three guards keep it conservative, because a short run's leader is not always the long run's
+winner (a rate that learns fast can collapse late, a slow rate can catch up):
 
 - at most half of the live copies stop at one rung, and at least ``min_keep`` stay;
 - the rate just below the lowest rate still in contention is kept (if the leaders collapse
