@@ -15,6 +15,7 @@ Usage (repository root)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py speed
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py quality
+    # the sweep's options: --halving {auto,on,off} --choice {window,final}; --tasks a,b
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import resource
 import statistics
@@ -231,7 +231,8 @@ def run_quality(args) -> dict:
     fraction = args.fraction
     seeds = list(range(args.seeds))
     names = args.tasks.split(",") if args.tasks else list(common.TASKS)
-    out: dict = {"tasks": {}, "seeds": seeds, "k": K, "fraction": fraction}
+    out: dict = {"tasks": {}, "seeds": seeds, "k": K, "fraction": fraction,
+                 "halving": args.halving, "choice": args.choice}
     for name in names:
         task = common.TASKS[name]
         t0 = time.perf_counter()
@@ -245,10 +246,11 @@ def run_quality(args) -> dict:
             model, _, loss_fn = common.build(task, s, lr=1e-3)
             res = confirm_lr(model, task.optimizer, {"momentum": task.momentum}, loss_fn,
                              splits.train, splits.valid, finder, k=K, budget_epochs=budget,
-                             batch_size=task.batch_size, seed=s)
+                             batch_size=task.batch_size, seed=s, halving=args.halving,
+                             choice=args.choice)
             full = common.train(task, res.chosen_lr, s) if res.chosen_lr else None
-            sweep_steps = sum(min(res.settings["steps"], d if d is not None else math.inf)
-                              for d in res.diverged_step)
+            sweep_steps = res.copy_steps  # diverged copies until they diverged, stopped ones
+            # until their halving rung
             per_seed.append({
                 "seed": s, "suggested_lr": finder.suggested_lr, "verdict": finder.verdict,
                 "bracket": res.settings["bracket"], "candidates": res.lrs,
@@ -256,6 +258,7 @@ def run_quality(args) -> dict:
                 "full_metric": None if full is None else full[key],
                 "finder_steps": len(finder.train_losses), "sweep_copy_steps": sweep_steps,
                 "sweep_seconds": res.seconds, "engine": res.engine, "budget_epochs": budget,
+                "stopped_step": res.stopped_step, "sweep_compute_fraction": res.compute_fraction,
             })
         values = [p["full_metric"] for p in per_seed]
         mean = (sum(values) / len(values)) if None not in values else None
@@ -283,6 +286,13 @@ def run_quality(args) -> dict:
     return out
 
 
+def _halving_arg(text: str):
+    choices = {"auto": "auto", "on": True, "off": False}
+    if text not in choices:
+        raise argparse.ArgumentTypeError(f"--halving must be auto, on or off, got {text!r}")
+    return choices[text]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -298,6 +308,10 @@ def main(argv=None) -> int:
     q.add_argument("--fraction", type=float, default=0.25,
                    help="share of the task's epochs the confirmation trains")
     q.add_argument("--suffix", default="", help="suffix of the results file name")
+    q.add_argument("--halving", type=_halving_arg, default="auto",
+                   help="the sweep's successive halving: auto (default), on or off")
+    q.add_argument("--choice", choices=("window", "final"), default="window",
+                   help="the sweep's choice rule (default window)")
     args = parser.parse_args(argv)
     if args.what == "speed-child":
         print(json.dumps(speed_child(args.variant, args.epochs)))

@@ -21,7 +21,7 @@ once by the vectorised :func:`lrtune.sweep`, chosen by validation) follows when
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,9 @@ class AutoLRResult:
         swept, s = self.sweep, self.sweep.settings
         return {"candidates": swept.lrs, "metric": swept.metric,
                 "valid_metric": swept.final_metric, "diverged_step": swept.diverged_step,
+                "stopped_step": swept.stopped_step, "choice": swept.choice,
+                "scores": swept.scores, "score_name": swept.score_name,
+                "compute_fraction": swept.compute_fraction,
                 "epochs": s.get("epochs"), "planned_epochs": s.get("planned_epochs"),
                 "fraction": s.get("confirm_fraction"), "bracket": s.get("bracket"),
                 "range_test_suggestion": self.finder.suggested_lr, "schedule": self.schedule,
@@ -174,6 +177,8 @@ def auto_lr(
     num_iters: int = 300,
     rule: str | None = None,
     engine: str = "auto",
+    halving: bool | str | Sequence[float] | None = "auto",
+    choice: str = "window",
     device: torch.device | str | None = None,
     verbose: bool = True,
     finder: FinderResult | None = None,
@@ -215,6 +220,9 @@ def auto_lr(
         start_lr, end_lr, num_iters, rule, **finder_options: the range test's options
             (:func:`lrtune.find_lr`; ``rule=None`` is its default, ``steepest``).
         engine: the sweep's engine.
+        halving, choice: the sweep's successive halving (default: on for a constant rate,
+            off under a schedule) and its choice rule (default ``"window"``: the validation
+            loss averaged over the last quarter of the evaluations); see :func:`lrtune.sweep`.
         verbose: print the one line saying whether and why the rate was confirmed.
         finder: a range test already run with these settings (``lrtune train --lr auto``
             runs it on every rank under torchrun); it is not run again.
@@ -254,7 +262,8 @@ def auto_lr(
                          **finder_options)
     settings = dict(epochs=epochs, confirm=confirm, k=k, confirm_fraction=confirm_fraction,
                     holdout=holdout if held_out else None, batch_size=batch_size,
-                    seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios)
+                    seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios,
+                    halving=halving, choice=choice)
     schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
                                                 else "custom")
     why = _why_confirm(finder, confirm, schedule_name, rule, num_iters)
@@ -280,7 +289,8 @@ def auto_lr(
                                schedule=schedule, k=k, confirm_fraction=confirm_fraction,
                                step=step, precision=precision, clip_grad_norm=clip_grad_norm,
                                clip_grad_value=clip_grad_value, batch_size=batch_size,
-                               seed=seed, engine=engine, device=device)
+                               seed=seed, engine=engine, device=device, halving=halving,
+                               choice=choice)
     candidates = swept.lrs
     lr = swept.chosen_lr
     reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"

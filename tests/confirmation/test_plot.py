@@ -49,3 +49,26 @@ def test_each_rate_has_one_colour_in_both_curve_panels(fig):
     assert len({tuple(line.get_color()) for line in loss_ax.get_lines()}) == 4
     widths = [line.get_linewidth() for line in loss_ax.get_lines()]
     assert widths[1] > max(widths[0], widths[2], widths[3])  # the chosen rate stands out
+
+
+def test_the_window_choice_and_stopped_rates_are_drawn(legends_clear, texts_of):
+    res = sweep_result()
+    res.valid_metric[0][2] = res.valid_loss[0][2] = None
+    res.final_metric[0] = None
+    res.stopped_step = [20, None, None, None]
+    res.choice, res.score_name = "window", "valid loss, mean of the last 2 evaluations"
+    res.scores, res.tolerance = [None, 0.5, 0.4, None], 0.004
+    fig = res.plot()
+    try:
+        final_ax, _, loss_ax = fig.axes
+        legends_clear(fig)
+        assert texts_of(final_ax.get_legend()) == [
+            "valid loss, mean of the last 2 evaluations", "diverged",
+            "stopped early by halving\n(score at its rung)", "chosen: 0.03",
+            "within noise (0.004)"]
+        assert final_ax.get_ylabel() == "valid loss, mean of the last 2 evaluations"
+        stopped = final_ax.get_lines()[2]
+        assert list(stopped.get_ydata()) == [1.2]  # the loss at its rung (step 20)
+        assert texts_of(loss_ax.get_legend())[0] == "0.01 (stopped at step 20)"
+    finally:
+        pyplot().close(fig)

@@ -78,6 +78,8 @@ def confirm_lr(
     seed: int = 0,
     device=None,
     engine: str = "auto",
+    halving="auto",
+    choice: str = "window",
 ) -> SweepResult:
     """Confirm k rates inside the range test's bracket on a short budget; pick by validation.
 
@@ -90,6 +92,8 @@ def confirm_lr(
         optimizer_name, opt_kwargs: as :func:`lrtune.training.setup.make_optimizer`.
         loss_fn, train, valid: as :func:`lrtune.confirmation.sweep`.
         finder_result: the range test's :class:`~lrtune.finder.FinderResult`.
+        halving, choice: successive halving and the choice rule, as
+            :func:`lrtune.confirmation.sweep`.
 
     Returns:
         The :class:`SweepResult`; ``chosen_lr`` is the confirmed rate.
@@ -99,7 +103,8 @@ def confirm_lr(
     lo, hi = bracket_from_finder(finder_result)
     result = sweep(model_factory, optimizer_name, loss_fn, train, valid, bracket=(lo, hi), k=k,
                    epochs=budget_epochs, steps=budget_steps, batch_size=batch_size, seed=seed,
-                   opt_kwargs=opt_kwargs, device=device, engine=engine)
+                   opt_kwargs=opt_kwargs, device=device, engine=engine,
+                   halving=halving, choice=choice)
     result.settings.update(bracket=[lo, hi], range_test_suggestion=finder_result.suggested_lr,
                            range_test_verdict=finder_result.verdict)
     return result

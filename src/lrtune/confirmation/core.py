@@ -11,9 +11,16 @@ import torch
 from torch import nn
 
 from lrtune.confirmation.engines import Training, make_engine
+from lrtune.confirmation.halving import Halving, resolve_halving, to_stop
 from lrtune.confirmation.losses import correct_counts, correct_rows, resolve_metric
 from lrtune.confirmation.optim import layout_of, optim_spec
-from lrtune.confirmation.result import SweepResult, choose, default_tolerance, paired_tolerances
+from lrtune.confirmation.result import (
+    CHOICES,
+    SweepResult,
+    choose,
+    tolerances,
+    window_scores,
+)
 from lrtune.data.batching import as_batches
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
 from lrtune.steps import Step, check_precision, resolve_step, run_step, target_of, to_device
@@ -87,6 +94,8 @@ def sweep(
     eval_batch_size: int = 1024,
     keep_weights: bool = False,
     lr_scale: Callable[[int], float | Sequence[float]] | None = None,
+    halving: bool | str | Sequence[float] | None = "auto",
+    choice: str = "window",
 ) -> SweepResult:
     """Train one copy of ``model`` per candidate rate, all at once, and pick a rate by validation.
 
@@ -94,13 +103,18 @@ def sweep(
     (and the same dropout masks); only the rate differs. Each copy's weights after N steps are
     those of a separate plain torch run at that rate with ``torch.manual_seed(seed)`` (same
     up to floating-point rounding). A copy whose training loss becomes non-finite stops there
-    (diverged) and cannot be chosen.
+    (diverged) and cannot be chosen. With successive halving (``halving``, on by default for a
+    constant rate) a copy that is clearly worse than the best at a rung stops there too
+    (``result.stopped_step``) and cannot be chosen; the others train on exactly as without it.
 
-    The choice: the final validation metric of each copy; the lowest rate within noise of the
-    best (see :func:`lrtune.confirmation.result.choose`). Noise, unless ``tolerance`` is given: for
-    accuracy, one standard error of the paired difference with the best copy on the same
-    validation samples (:func:`lrtune.confirmation.result.paired_tolerances`); for a loss, 1 % of
-    the best loss.
+    The choice (``choice``, see :func:`lrtune.confirmation.result.choose`): by default
+    (``"window"``) each copy's validation *loss* averaged over the last quarter of its
+    evaluations (one per epoch), and the lowest rate within 1 % of the best such loss. Measured
+    (``benchmarks/bench_confirm_noise.py``): with a few dozen validation samples the final
+    accuracy is a coin toss, the averaged loss is not. ``"final"``: the final validation
+    metric, the lowest rate within noise of the best: for accuracy one standard error of the
+    paired difference with the best copy on the same validation samples
+    (:func:`lrtune.confirmation.result.paired_tolerances`), for a loss 1 % of the best loss.
 
     Args:
         model: a module (its current weights are the start; it is not modified) or a factory
@@ -124,7 +138,8 @@ def sweep(
         opt_kwargs: optimizer settings when ``optimizer`` is a name or class (``momentum``,
             ``weight_decay``, ``nesterov`` ... as :func:`lrtune.training.setup.make_optimizer`).
         metric: ``"auto"`` (accuracy for class targets, else the loss), ``"accuracy"``, ``"loss"``.
-        tolerance: "within noise" for the choice, in metric units (default: see above).
+        tolerance: "within noise" for the choice, in the units of the score it compares
+            (the loss for ``choice="window"``; default: see above).
         engine: ``"auto"``, ``"batched"``, ``"vmap"`` or ``"sequential"``.
         device: where training runs; defaults to the model's device.
         eval_batch_size: batch size of the validation passes.
@@ -134,6 +149,13 @@ def sweep(
             for every copy, or K numbers (one per candidate, in the order of ``result.lrs``).
             Copy ``k`` then trains as a plain run whose rate is set to
             ``lrs[k] * lr_scale(t)[k]`` before each ``optimizer.step()``.
+        halving: successive halving (:mod:`lrtune.confirmation.halving`): at a quarter and
+            at half of the budget, copies more than 2.8 and 2 standard errors (the noise of
+            the choice) behind the best stop, at most half of the live copies per rung,
+            at least 3 kept, and the rate just below the lowest contender kept. ``"auto"``
+            (default): on for a constant rate, off under ``lr_scale`` (annealing reorders
+            rates late); ``True``/``False``; or the rungs as ascending fractions in (0, 1).
+        choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above).
 
     Returns:
         A :class:`SweepResult`.
@@ -168,6 +190,11 @@ def sweep(
         raise TypeError("sweep needs train and valid data")
     resolve_step(step, loss_fn)  # one clear error before anything is built
     precision = check_precision(precision)
+    plan = resolve_halving(halving, scheduled=lr_scale is not None)
+    if plan is not None and len(candidates) <= plan.min_keep:
+        plan = None  # nothing could stop: no rung, no extra evaluation
+    if choice not in CHOICES:
+        raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
@@ -205,38 +232,39 @@ def sweep(
         first = next(stream)
         eng, fallback = make_engine(engine, net, spec, candidates, first, layout, training)
         rates_at = None if lr_scale is None else _scheduled(candidates, lr_scale)
+        judge = None if plan is None else _Judge(plan, candidates, metric_name, n_valid, total)
         curves = _train(eng, stream, first, valid_batches, dev,
                         k=len(candidates), total=total, per_epoch=per_epoch,
-                        accuracy=metric_name == "accuracy", rates_at=rates_at)
+                        accuracy=metric_name == "accuracy", rates_at=rates_at,
+                        rungs=[] if plan is None else plan.steps(total, per_epoch), judge=judge)
         weights = eng.weights() if keep_weights else None
     final = [row[-1] for row in curves["valid_metric"]]
     final = [None if (d is not None or s is None or not math.isfinite(s)) else s
              for s, d in zip(final, curves["diverged_step"], strict=True)]
-    finite = [s for s in final if s is not None]
-    correct = curves["final_correct"]
-    if tolerance is None and metric_name == "accuracy" and finite and correct:
-        best_i = max((i for i, s in enumerate(final) if s is not None),
-                     key=lambda i: (final[i], -i))
-        rows = sorted(correct)
-        tols = paired_tolerances(torch.stack([correct[i] for i in rows]).cpu().numpy(),
-                                 rows.index(best_i))
-        tolerance = [tols[rows.index(i)] if (i in correct and final[i] is not None) else None
-                     for i in range(len(candidates))]
-    elif tolerance is None:
-        best = (max(finite) if metric_name == "accuracy" else min(finite)) if finite else 0.0
-        tolerance = default_tolerance(metric_name, best, n_valid)
-    index, reason = choose(candidates, final, mode="max" if metric_name == "accuracy" else "min",
-                           tolerance=tolerance)
+    if choice == "window":
+        scores, score_name = window_scores(curves["valid_loss"], final)
+        mode, score_metric, rows = "min", "loss", None
+    else:
+        scores, score_name = final, f"final valid {metric_name}"
+        mode = "max" if metric_name == "accuracy" else "min"
+        score_metric, rows = metric_name, _numpy_rows(curves["final_correct"])
+    if tolerance is None:
+        tolerance = tolerances(score_metric, scores, rows, n_valid)
+    index, reason = choose(candidates, scores, mode=mode, tolerance=tolerance, name=score_name)
     settings = dict(optimizer=spec.describe(), batch_size=batch_size, seed=seed,
                     epochs=epochs, steps=total, steps_per_epoch=per_epoch, n_valid=n_valid,
                     device=str(dev), precision=precision,
                     step="custom" if step is not None else "default",
-                    group_ratios=list(layout.ratios), scheduled=lr_scale is not None)
+                    group_ratios=list(layout.ratios), scheduled=lr_scale is not None,
+                    halving=None if plan is None else dict(
+                        rungs=list(plan.rungs), rung_steps=plan.steps(total, per_epoch),
+                        z=plan.z, min_keep=plan.min_keep))
     return SweepResult(
         lrs=candidates, metric=metric_name, steps=curves["steps"], epochs=curves["epochs"],
         train_loss=curves["train_loss"], train_metric=curves["train_metric"],
         valid_loss=curves["valid_loss"], valid_metric=curves["valid_metric"],
         final_metric=final, diverged_step=curves["diverged_step"],
+        stopped_step=curves["stopped_step"], choice=choice, scores=scores, score_name=score_name,
         chosen_lr=None if index is None else candidates[index], chosen_index=index,
         reason=reason, tolerance=tolerance, engine=eng.name, fallback_reason=fallback,
         seconds=time.perf_counter() - start, settings=settings, weights=weights,
@@ -282,12 +310,39 @@ def _target(batch):
     return target
 
 
+def _numpy_rows(correct: dict) -> dict:
+    return {i: row.cpu().numpy() for i, row in correct.items()}
+
+
+class _Judge:
+    """The halving decision at a rung: which live copies stop (see :mod:`.halving`)."""
+
+    def __init__(self, plan: Halving, lrs: list[float], metric: str, n_valid: int,
+                 total: int) -> None:
+        self.plan, self.lrs, self.metric = plan, lrs, metric
+        self.n_valid, self.total = n_valid, total
+
+    def __call__(self, alive: list[int], scores: list[float], correct, step: int) -> list[int]:
+        """Positions (in ``alive``) of the copies that stop after ``step``."""
+        if len(alive) <= self.plan.min_keep:
+            return []
+        rows = None if correct is None else {pos: correct[pos].cpu().numpy()
+                                             for pos in range(len(alive))}
+        tol = tolerances(self.metric, scores, rows, self.n_valid)  # the measured noise
+        tols = tol if isinstance(tol, list) else [tol] * len(alive)
+        return to_stop([self.lrs[i] for i in alive], scores, tols,
+                       mode="max" if self.metric == "accuracy" else "min",
+                       z=self.plan.z_at(step / self.total), min_keep=self.plan.min_keep)
+
+
 def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
-           accuracy: bool, rates_at=None) -> dict:
-    """The loop: one step of every live copy per batch; a point of the curves per epoch."""
+           accuracy: bool, rates_at=None, rungs=(), judge=None) -> dict:
+    """The loop: one step of every live copy per batch; a point of the curves per epoch (and
+    at each halving rung, where the clearly worse copies stop)."""
     curves: dict = {key: [[] for _ in range(k)] for key in
                     ("train_loss", "train_metric", "valid_loss", "valid_metric")}
-    curves.update(steps=[], epochs=[], diverged_step=[None] * k, final_correct={})
+    curves.update(steps=[], epochs=[], diverged_step=[None] * k, stopped_step=[None] * k,
+                  final_correct={})
     loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     metric_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     seen = 0
@@ -312,19 +367,26 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
             eng.set_lrs(rates_at(step))
         eng.update(losses, ok_list)
         last = step + 1 == total or not eng.alive
-        if (step + 1) % per_epoch == 0 or last:
-            _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, step + 1,
-                    per_epoch, accuracy, last)
+        rung = step + 1 in rungs and not last
+        if (step + 1) % per_epoch == 0 or last or rung:
+            scores, correct = _record(curves, eng, valid_batches, loss_sum, metric_sum, seen,
+                                      step + 1, per_epoch, accuracy, last)
             loss_sum.zero_()
             metric_sum.zero_()
             seen = 0
+            finite = all(math.isfinite(v) for v in scores)
+            stop = judge(eng.alive, scores, correct, step + 1) if rung and finite else []
+            for pos in stop:
+                curves["stopped_step"][eng.alive[pos]] = step + 1
+            if stop:
+                eng.retire(stop)
         if not eng.alive:
             break
     return curves
 
 
 def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
-            per_epoch, accuracy, last) -> None:
+            per_epoch, accuracy, last) -> tuple[list[float], torch.Tensor | None]:
     k = len(curves["train_loss"])
     curves["steps"].append(steps_done)
     curves["epochs"].append(round(steps_done / per_epoch, 6))
@@ -332,6 +394,7 @@ def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
     live = {orig: pos for pos, orig in enumerate(eng.alive)}
     if last and correct is not None:
         curves["final_correct"] = {orig: correct[pos] for orig, pos in live.items()}
+    scores = v_metric if accuracy else v_loss
     train_loss = (loss_sum / max(seen, 1)).tolist()
     train_metric = (metric_sum / max(seen, 1)).tolist()
     for i in range(k):
@@ -344,6 +407,7 @@ def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
         curves["train_metric"][i].append(train_metric[i] if accuracy else train_loss[i])
         curves["valid_loss"][i].append(v_loss[pos])
         curves["valid_metric"][i].append(v_metric[pos] if accuracy else v_loss[pos])
+    return scores, correct
 
 
 @torch.no_grad()

@@ -141,14 +141,28 @@ class _Stacked:
         grads = [next(it) if t else None for t in self.trainable]
         grads = _clip(grads, self.training.clip_grad_norm, self.training.clip_grad_value)
         if len(kept) < len(ok):
-            index = torch.tensor(kept, device=self.leaves[0].device)
-            self.leaves = [p.detach().index_select(0, index).requires_grad_(t)
-                           for p, t in zip(self.leaves, self.trainable, strict=True)]
+            index = self._keep(kept)
             grads = [None if g is None else g.index_select(0, index) for g in grads]
-            self.buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
-            self.opt.keep(index)
-            self.alive = [self.alive[i] for i in kept]
         self.opt.step(self.leaves, grads)
+
+    def retire(self, positions: list[int]) -> None:
+        """Stop the live copies at ``positions``: their current weights are kept as their
+        final state, and their slices leave the stacked parameters, buffers and optimizer
+        state, so they cost no more compute."""
+        for pos in positions:
+            self.finished[self.alive[pos]] = self._state(pos)
+        stop = set(positions)
+        self._keep([pos for pos in range(len(self.alive)) if pos not in stop])
+
+    def _keep(self, kept: list[int]) -> torch.Tensor:
+        """Keep only the live copies at positions ``kept``; return their index tensor."""
+        index = torch.tensor(kept, device=self.leaves[0].device)
+        self.leaves = [p.detach().index_select(0, index).requires_grad_(t)
+                       for p, t in zip(self.leaves, self.trainable, strict=True)]
+        self.buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
+        self.opt.keep(index)
+        self.alive = [self.alive[i] for i in kept]
+        return index
 
     def weights(self) -> dict[int, dict[str, torch.Tensor]]:
         """Every copy's final parameters and buffers (state-dict names), by copy index."""
@@ -322,6 +336,15 @@ class SequentialEngine:
             runner.optimizer_step()
         self.alive = kept
         self._results = []
+
+    def retire(self, positions: list[int]) -> None:
+        """Stop the live copies at ``positions`` at their current weights."""
+        for pos in positions:
+            i = self.alive[pos]
+            self.finished[i] = self._state(i)
+            self.runners[i] = None  # its module and optimizer state are freed
+        stop = set(positions)
+        self.alive = [i for pos, i in enumerate(self.alive) if pos not in stop]
 
     def _state(self, i: int) -> dict[str, torch.Tensor]:
         return {n: t.detach().clone() for n, t in self.runners[i].model.state_dict().items()}
