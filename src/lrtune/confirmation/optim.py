@@ -205,23 +205,31 @@ class StackedOptimizer:
             self._adam(params, grads)
 
     def _sgd(self, params, grads) -> None:
+        # torch's single-tensor formulas, each as one ``_foreach`` call over every parameter
+        # (per tensor the same kernel, so the same rounding; one dispatch instead of one each)
         h = self.spec.hyper
         momentum, dampening = h["momentum"], h["dampening"]
         wd, nesterov = h["weight_decay"], h["nesterov"]
         neg_lrs = self._per_copy("neg_lr", lambda lr: -lr, params)
-        for p, g, state, neg_lr in zip(params, grads, self.state, neg_lrs, strict=True):
-            if g is None:
-                continue
-            if wd != 0:
-                g = g.add(p, alpha=wd)
-            if momentum != 0:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.detach().clone()
-                else:
-                    buf.mul_(momentum).add_(g, alpha=1 - dampening)
-                g = g.add(buf, alpha=momentum) if nesterov else buf
-            p.addcmul_(g, neg_lr)
+        live = [i for i, g in enumerate(grads) if g is not None]
+        if not live:
+            return
+        ps = [params[i] for i in live]
+        gs = [grads[i] for i in live]
+        if wd != 0:
+            gs = torch._foreach_add(gs, ps, alpha=wd)
+        if momentum != 0:
+            old = [j for j, i in enumerate(live) if "momentum_buffer" in self.state[i]]
+            if old:
+                bufs = [self.state[live[j]]["momentum_buffer"] for j in old]
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_add_(bufs, [gs[j] for j in old], alpha=1 - dampening)
+            if len(old) < len(live):  # first step of a parameter: the buffer is its gradient
+                for j in set(range(len(live))) - set(old):
+                    self.state[live[j]]["momentum_buffer"] = gs[j].detach().clone()
+            bufs = [self.state[i]["momentum_buffer"] for i in live]
+            gs = torch._foreach_add(gs, bufs, alpha=momentum) if nesterov else bufs
+        torch._foreach_addcmul_(ps, gs, [neg_lrs[i] for i in live])
 
     def _adam(self, params, grads) -> None:
         h = self.spec.hyper
