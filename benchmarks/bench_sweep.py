@@ -301,7 +301,8 @@ def run_speed(args) -> dict:
             [x for x in runs if x["variant"] == v], strict=True)]
         summary[v]["speedup_cpu_median"] = statistics.median(paired)
         summary[v]["speedup_wall_median"] = statistics.median(paired_wall)
-    return {"runs": runs, "summary": summary, "breakdown_us_per_step": breakdown(),
+    return {"runs": runs, "summary": summary,
+            "breakdown_us_per_step": breakdown(rounds=3, epochs=args.epochs),
             "epochs": args.epochs, "k": K, "lrs": LRS}
 
 
@@ -398,6 +399,7 @@ def main(argv=None) -> int:
     sp = sub.add_parser("speed")
     sp.add_argument("--epochs", type=int, default=6)
     sp.add_argument("--repeats", type=int, default=5)
+    sp.add_argument("--suffix", default="", help="suffix of the results file name")
     child = sub.add_parser("speed-child")
     child.add_argument("variant")
     child.add_argument("epochs", type=int)
