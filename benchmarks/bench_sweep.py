@@ -302,7 +302,7 @@ def run_speed(args) -> dict:
         summary[v]["speedup_cpu_median"] = statistics.median(paired)
         summary[v]["speedup_wall_median"] = statistics.median(paired_wall)
     return {"runs": runs, "summary": summary,
-            "breakdown_us_per_step": breakdown(rounds=3, epochs=args.epochs),
+            "breakdown_us_per_step": breakdown(rounds=2, epochs=args.epochs),
             "epochs": args.epochs, "k": K, "lrs": LRS}
 
 
