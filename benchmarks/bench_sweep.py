@@ -17,6 +17,7 @@ quality: the range-test suite (``benchmarks/common.py``): per task and seed, the
 Usage (repository root)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py speed
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py breakdown --rounds 3
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py quality
 """
 
@@ -148,12 +149,34 @@ def _minimal(model, train, valid, epochs):
             (out.argmax(-1) == valid[1]).float().mean(1).tolist()
 
 
+def _engine_loop(model, train, valid, epochs):
+    """The batched engine without the sweep's loop: the same batches, steps and validation
+    pass per epoch, but no per-copy loss/accuracy curves, divergence checks or set-up probe."""
+    from lrtune.confirmation.core import _evaluate
+    from lrtune.confirmation.engines import BatchedMLPEngine, Training
+    from lrtune.confirmation.optim import optim_spec
+    from lrtune.data.batching import as_batches
+
+    torch.manual_seed(0)
+    eng = BatchedMLPEngine(model, optim_spec("sgd", {"momentum": 0.9}), LRS,
+                           training=Training(nn.CrossEntropyLoss()))
+    batches = as_batches(train, 32, shuffle=True, seed=0)
+    for _ in range(epochs):
+        for batch in batches:
+            losses, _, _ = eng.losses(batch, train=True)
+            eng.update(losses, [True] * K)
+        _evaluate(eng, [valid], accuracy=True)
+
+
 def _runner(variant: str, model, train, valid):
-    """``epochs -> None``: one whole run of ``variant`` (a sweep engine, plain or minimal)."""
+    """``epochs -> None``: one whole run of ``variant`` (a sweep engine, plain, minimal, or
+    ``engine``: the batched engine without the sweep's loop)."""
     if variant == "plain":
         return lambda epochs: _plain(model, train, valid, epochs)
     if variant == "minimal":
         return lambda epochs: _minimal(model, train, valid, epochs)
+    if variant == "engine":
+        return lambda epochs: _engine_loop(model, train, valid, epochs)
     from lrtune.confirmation import sweep
 
     return lambda epochs: sweep(model, "sgd", nn.CrossEntropyLoss(), train, valid, lrs=LRS,
@@ -258,16 +281,21 @@ def breakdown(steps: int = 100, rounds: int = 5, epochs: int = 6) -> dict:
     out["plain x1"] = plain
     out["plain x8"] = {k: K * v for k, v in plain.items()}
     n_steps = epochs * len(range(0, len(train[0]), 32))
-    for name in ("batched", "vmap", "minimal", "plain x8"):
-        run = _runner(name.split()[0], _mlp(), train, valid)
-        run(1)
-        cpu = []
-        for _ in range(rounds):
+    names = ("batched", "engine", "vmap", "minimal", "plain x8")
+    runs = {name: _runner(name.split()[0], _mlp(), train, valid) for name in names}
+    cpu: dict = {name: [] for name in names}
+    for name in names:
+        runs[name](1)
+    for r in range(rounds):  # whole runs alternate, so load changes hit all alike
+        for name in names if r % 2 == 0 else names[::-1]:
             c = time.process_time()
-            run(epochs)
-            cpu.append(time.process_time() - c)
-        per_step = 1e6 * min(cpu) / n_steps
+            runs[name](epochs)
+            cpu[name].append(time.process_time() - c)
+    out["engine"] = dict(out["batched"])  # the same engine and phases, without the sweep's loop
+    for name in names:
+        per_step = 1e6 * min(cpu[name]) / n_steps
         out[name]["run per step"] = per_step
+        out[name]["run per step, median"] = 1e6 * statistics.median(cpu[name]) / n_steps
         out[name]["rest"] = per_step - sum(out[name][k] for k in PHASES)
     return out
 
@@ -400,6 +428,10 @@ def main(argv=None) -> int:
     sp.add_argument("--epochs", type=int, default=6)
     sp.add_argument("--repeats", type=int, default=5)
     sp.add_argument("--suffix", default="", help="suffix of the results file name")
+    bd = sub.add_parser("breakdown", help="only the per-phase breakdown of the speed benchmark")
+    bd.add_argument("--epochs", type=int, default=6)
+    bd.add_argument("--rounds", type=int, default=5)
+    bd.add_argument("--suffix", default="", help="suffix of the results file name")
     child = sub.add_parser("speed-child")
     child.add_argument("variant")
     child.add_argument("epochs", type=int)
@@ -418,13 +450,17 @@ def main(argv=None) -> int:
     meta = {"torch": torch.__version__, "lrtune": __version__, "cpus": os.cpu_count(),
             "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "load_before": os.getloadavg()}
-    result = run_speed(args) if args.what == "speed" else run_quality(args)
+    if args.what == "breakdown":
+        result = {"breakdown_us_per_step": breakdown(rounds=args.rounds, epochs=args.epochs),
+                  "epochs": args.epochs, "k": K, "lrs": LRS}
+    else:
+        result = run_speed(args) if args.what == "speed" else run_quality(args)
     result["meta"] = {**meta, "load_after": os.getloadavg()}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"sweep_{args.what}{getattr(args, 'suffix', '')}.json"
     path.write_text(json.dumps(result, indent=1))
     print(json.dumps(result.get("summary", {}), indent=1))
-    if args.what == "speed":
+    if args.what in ("speed", "breakdown"):
         print(json.dumps(result["breakdown_us_per_step"], indent=1))
     print(f"wrote {path}")
     return 0
