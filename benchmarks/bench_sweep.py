@@ -2,10 +2,13 @@
 
 speed:   K = 8 rates of the digits MLP (64-300-100-10, batch 32, SGD momentum 0.9), the same
          steps trained (a) by ``sweep`` with the batched-matmul engine, (b) with the vmap engine,
-         (c) as 8 separate plain torch loops. Each variant runs in its own fresh subprocess
+         (c) as 8 separate plain torch loops, (d) by the minimal hand-written batched loop (the
+         reference for what batching alone gives: stacked weights, ``baddbmm``, autograd,
+         ``_foreach`` SGD momentum, nothing else). Each variant runs in its own fresh subprocess
          (so its peak RSS is its own), paired and alternating, repeated; medians reported.
          Time: wall and CPU (process) time; the machine is shared, CPU time is the steadier.
-         A per-phase breakdown of one vectorised step (forward, loss, backward, update).
+         A per-phase breakdown of one step (forward, loss, backward, update, and the rest of
+         a whole run per step: bookkeeping, batching, evaluation).
 quality: the range-test suite (``benchmarks/common.py``): per task and seed, the default range
          test, then ``confirm_lr`` (K = 8 rates in the bracket, ``--fraction`` of the task's
          epochs), then a full training at the confirmed rate, scored against the grid's best
@@ -14,6 +17,7 @@ quality: the range-test suite (``benchmarks/common.py``): per task and seed, the
 Usage (repository root)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py speed
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py breakdown --rounds 3
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_sweep.py quality
     # the sweep's options: --halving {auto,on,off} --choice {window,final}; --tasks a,b
 """
@@ -87,84 +91,217 @@ def _plain(model, train, valid, epochs):
                 (out.argmax(1) == valid[1]).float().mean().item()
 
 
-def speed_child(variant: str, epochs: int) -> dict:
-    """One timed run of one variant, in this (fresh) process."""
+def _stacked_mlp(model) -> list[torch.Tensor]:
+    """Every Linear's weight and bias stacked for the K copies: (K, out, in), (K, 1, out)."""
+    out = []
+    for m in model:
+        if isinstance(m, nn.Linear):
+            out += [m.weight.detach().expand(K, *m.weight.shape).clone().requires_grad_(),
+                    m.bias.detach().expand(K, 1, *m.bias.shape).clone().requires_grad_()]
+    return out
+
+
+def _minimal_logits(params, x):
+    """(K, B, C) logits of the stacked ReLU MLP on a batch every copy shares."""
+    h = x.flatten(1).expand(K, *x.flatten(1).shape)
+    for i in range(0, len(params), 2):
+        if i:
+            h = torch.relu(h)
+        h = torch.baddbmm(params[i + 1], h, params[i].transpose(1, 2))
+    return h
+
+
+def _minimal_losses(h, y):
+    return nn.functional.cross_entropy(h.reshape(-1, h.shape[-1]), y.repeat(K),
+                                       reduction="none").view(K, -1).mean(1)
+
+
+def _minimal_update(params, grads, bufs, neg_lrs):
+    with torch.no_grad():
+        if not bufs:
+            bufs.extend(g.clone() for g in grads)
+        else:
+            torch._foreach_mul_(bufs, 0.9)
+            torch._foreach_add_(bufs, grads)
+        torch._foreach_addcmul_(params, bufs, neg_lrs)
+
+
+def _minimal(model, train, valid, epochs):
+    """The simplest hand-written batched loop for the K copies: stacked weights, ``baddbmm``
+    forward, cross-entropy over the flattened (K*B) rows, autograd, ``_foreach`` SGD momentum;
+    a finite-loss check per step (as the plain loop) and an evaluation per epoch."""
+    from lrtune.data.batching import as_batches
+
+    torch.manual_seed(0)
+    params = _stacked_mlp(model)
+    neg_lrs = [-torch.tensor(LRS).view(K, *[1] * (p.dim() - 1)) for p in params]
+    bufs: list[torch.Tensor] = []
+    batches = as_batches(train, 32, shuffle=True, seed=0)
+    for _ in range(epochs):
+        for x, y in batches:
+            losses = _minimal_losses(_minimal_logits(params, x), y)
+            if not bool(torch.isfinite(losses).all()):
+                return
+            _minimal_update(params, torch.autograd.grad(losses.sum(), params), bufs, neg_lrs)
+        with torch.no_grad():
+            out = _minimal_logits(params, valid[0])
+            _minimal_losses(out, valid[1]).tolist()
+            (out.argmax(-1) == valid[1]).float().mean(1).tolist()
+
+
+def _engine_loop(model, train, valid, epochs):
+    """The batched engine without the sweep's loop: the same batches, steps and validation
+    pass per epoch, but no per-copy loss/accuracy curves, divergence checks or set-up probe."""
+    from lrtune.confirmation.core import _evaluate
+    from lrtune.confirmation.engines import BatchedMLPEngine, Training
+    from lrtune.confirmation.optim import optim_spec
+    from lrtune.data.batching import as_batches
+
+    torch.manual_seed(0)
+    eng = BatchedMLPEngine(model, optim_spec("sgd", {"momentum": 0.9}), LRS,
+                           training=Training(nn.CrossEntropyLoss()))
+    batches = as_batches(train, 32, shuffle=True, seed=0)
+    for _ in range(epochs):
+        for batch in batches:
+            losses, _, _ = eng.losses(batch, train=True)
+            eng.update(losses, [True] * K)
+        _evaluate(eng, [valid], accuracy=True)
+
+
+def _runner(variant: str, model, train, valid):
+    """``epochs -> None``: one whole run of ``variant`` (a sweep engine, plain, minimal, or
+    ``engine``: the batched engine without the sweep's loop)."""
+    if variant == "plain":
+        return lambda epochs: _plain(model, train, valid, epochs)
+    if variant == "minimal":
+        return lambda epochs: _minimal(model, train, valid, epochs)
+    if variant == "engine":
+        return lambda epochs: _engine_loop(model, train, valid, epochs)
     from lrtune.confirmation import sweep
 
+    return lambda epochs: sweep(model, "sgd", nn.CrossEntropyLoss(), train, valid, lrs=LRS,
+                                epochs=epochs, opt_kwargs={"momentum": 0.9}, engine=variant)
+
+
+def speed_child(variant: str, epochs: int) -> dict:
+    """One timed run of one variant, in this (fresh) process."""
     torch.set_num_threads(1)
     train, valid = _digits()
     model = _mlp()
-    # warm-up: one short run (allocator, kernels, lazy imports), not timed
-    if variant == "plain":
-        _plain(model, train, valid, 1)
-    else:
-        sweep(model, "sgd", nn.CrossEntropyLoss(), train, valid, lrs=LRS, epochs=1,
-              opt_kwargs={"momentum": 0.9}, engine=variant)
+    run = _runner(variant, model, train, valid)
+    run(1)  # warm-up: one short run (allocator, kernels, lazy imports), not timed
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     w0, c0 = time.perf_counter(), time.process_time()
-    if variant == "plain":
-        _plain(model, train, valid, epochs)
-    else:
-        sweep(model, "sgd", nn.CrossEntropyLoss(), train, valid, lrs=LRS, epochs=epochs,
-              opt_kwargs={"momentum": 0.9}, engine=variant)
+    run(epochs)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"variant": variant, "wall": wall, "cpu": cpu, "peak_rss_mib": rss1 / 1024,
             "peak_rss_growth_mib": (rss1 - rss0) / 1024}
 
 
-def breakdown(steps: int = 200) -> dict:
-    """Per-phase CPU time of a vectorised step (batched engine) and of one plain step."""
-    from lrtune.confirmation.engines import BatchedMLPEngine, VmapEngine
+PHASES = ("forward", "loss", "backward", "update")
+
+
+def _phase_times(step, steps: int, rounds: int) -> dict:
+    """µs of CPU per step of each phase: ``step()`` yields after each phase; the round (of
+    ``steps`` steps, after a warm-up) with the smallest total is kept (least disturbed)."""
+    best = None
+    for r in range(rounds + 1):
+        t = dict.fromkeys(PHASES, 0.0)
+        for _ in range(steps):
+            c = time.process_time()
+            for key in step():
+                now = time.process_time()
+                t[key] += now - c
+                c = now
+        if r and (best is None or sum(t.values()) < sum(best.values())):
+            best = t
+    return {k: 1e6 * v / steps for k, v in best.items()}
+
+
+def breakdown(steps: int = 100, rounds: int = 5, epochs: int = 6) -> dict:
+    """Per-phase CPU time of one step: the batched and vmap engines, the minimal loop and one
+    plain step; ``rest``: a whole run's CPU time per step minus the phases (bookkeeping,
+    batching, the per-epoch evaluation), from ``epochs``-epoch runs (least of ``rounds``)."""
+    from lrtune.confirmation.engines import BatchedMLPEngine, Training, VmapEngine
     from lrtune.confirmation.losses import per_copy_loss
     from lrtune.confirmation.optim import optim_spec
 
     torch.set_num_threads(1)
-    train, _ = _digits()
+    train, valid = _digits()
     x, y = train[0][:32], train[1][:32]
     spec = optim_spec("sgd", {"momentum": 0.9})
     loss_fn = nn.CrossEntropyLoss()
     out: dict = {}
     for cls in (BatchedMLPEngine, VmapEngine):
-        eng = cls(_mlp(), spec, [1e-4] * K)
-        t = dict.fromkeys(("forward", "loss", "backward", "update"), 0.0)
-        for i in range(steps + 20):
-            c0 = time.process_time()
+        eng = cls(_mlp(), spec, [1e-4] * K, training=Training(loss_fn))
+
+        def engine_step(eng=eng):
             o = eng.forward(x, train=True)
-            c1 = time.process_time()
+            yield "forward"
             losses = per_copy_loss(loss_fn, o, y)
-            c2 = time.process_time()
+            yield "loss"
             grads = torch.autograd.grad(losses.sum(), eng.leaves)
-            c3 = time.process_time()
+            yield "backward"
             eng.opt.step(eng.leaves, grads)
-            c4 = time.process_time()
-            if i >= 20:
-                for key, d in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3), strict=True):
-                    t[key] += d
-        out[cls.name] = {k: 1e6 * v / steps for k, v in t.items()}
+            yield "update"
+
+        whole = _phase_times(engine_step, steps, rounds)
+        out[cls.name] = whole
+    params = _stacked_mlp(_mlp())
+    bufs: list[torch.Tensor] = []
+    neg_lrs = [torch.full((K,) + (1,) * (p.dim() - 1), -1e-4) for p in params]
+
+    def minimal_step():
+        h = _minimal_logits(params, x)
+        yield "forward"
+        losses = _minimal_losses(h, y)
+        yield "loss"
+        grads = torch.autograd.grad(losses.sum(), params)
+        yield "backward"
+        _minimal_update(params, grads, bufs, neg_lrs)
+        yield "update"
+
+    out["minimal"] = _phase_times(minimal_step, steps, rounds)
     m = _mlp()
     opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
-    t = dict.fromkeys(("forward", "loss", "backward", "update"), 0.0)
-    for i in range(steps + 20):
-        c0 = time.process_time()
+
+    def plain_step():
         o = m(x)
-        c1 = time.process_time()
+        yield "forward"
         loss = loss_fn(o, y)
-        c2 = time.process_time()
+        yield "loss"
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        c3 = time.process_time()
+        yield "backward"
         opt.step()
-        c4 = time.process_time()
-        if i >= 20:
-            for key, d in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3), strict=True):
-                t[key] += d
-    out["plain x1"] = {k: 1e6 * v / steps for k, v in t.items()}
+        yield "update"
+
+    plain = _phase_times(plain_step, steps, rounds)
+    out["plain x1"] = plain
+    out["plain x8"] = {k: K * v for k, v in plain.items()}
+    n_steps = epochs * len(range(0, len(train[0]), 32))
+    names = ("batched", "engine", "vmap", "minimal", "plain x8")
+    runs = {name: _runner(name.split()[0], _mlp(), train, valid) for name in names}
+    cpu: dict = {name: [] for name in names}
+    for name in names:
+        runs[name](1)
+    for r in range(rounds):  # whole runs alternate, so load changes hit all alike
+        for name in names if r % 2 == 0 else names[::-1]:
+            c = time.process_time()
+            runs[name](epochs)
+            cpu[name].append(time.process_time() - c)
+    out["engine"] = dict(out["batched"])  # the same engine and phases, without the sweep's loop
+    for name in names:
+        per_step = 1e6 * min(cpu[name]) / n_steps
+        out[name]["run per step"] = per_step
+        out[name]["run per step, median"] = 1e6 * statistics.median(cpu[name]) / n_steps
+        out[name]["rest"] = per_step - sum(out[name][k] for k in PHASES)
     return out
 
 
 def run_speed(args) -> dict:
-    variants = ["batched", "vmap", "plain"]
+    variants = ["batched", "vmap", "minimal", "plain"]
     runs: list[dict] = []
     for r in range(args.repeats):
         order = variants if r % 2 == 0 else variants[::-1]  # alternate the order
@@ -183,7 +320,7 @@ def run_speed(args) -> dict:
         mine = [x for x in runs if x["variant"] == v]
         summary[v] = {key: statistics.median(x[key] for x in mine)
                       for key in ("wall", "cpu", "peak_rss_mib", "peak_rss_growth_mib")}
-    for v in ("batched", "vmap"):
+    for v in ("batched", "vmap", "minimal"):
         paired = [p["cpu"] / b["cpu"] for p, b in zip(
             [x for x in runs if x["variant"] == "plain"],
             [x for x in runs if x["variant"] == v], strict=True)]
@@ -192,7 +329,8 @@ def run_speed(args) -> dict:
             [x for x in runs if x["variant"] == v], strict=True)]
         summary[v]["speedup_cpu_median"] = statistics.median(paired)
         summary[v]["speedup_wall_median"] = statistics.median(paired_wall)
-    return {"runs": runs, "summary": summary, "breakdown_us_per_step": breakdown(),
+    return {"runs": runs, "summary": summary,
+            "breakdown_us_per_step": breakdown(rounds=2, epochs=args.epochs),
             "epochs": args.epochs, "k": K, "lrs": LRS}
 
 
@@ -299,6 +437,11 @@ def main(argv=None) -> int:
     sp = sub.add_parser("speed")
     sp.add_argument("--epochs", type=int, default=6)
     sp.add_argument("--repeats", type=int, default=5)
+    sp.add_argument("--suffix", default="", help="suffix of the results file name")
+    bd = sub.add_parser("breakdown", help="only the per-phase breakdown of the speed benchmark")
+    bd.add_argument("--epochs", type=int, default=6)
+    bd.add_argument("--rounds", type=int, default=5)
+    bd.add_argument("--suffix", default="", help="suffix of the results file name")
     child = sub.add_parser("speed-child")
     child.add_argument("variant")
     child.add_argument("epochs", type=int)
@@ -321,13 +464,17 @@ def main(argv=None) -> int:
     meta = {"torch": torch.__version__, "lrtune": __version__, "cpus": os.cpu_count(),
             "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "load_before": os.getloadavg()}
-    result = run_speed(args) if args.what == "speed" else run_quality(args)
+    if args.what == "breakdown":
+        result = {"breakdown_us_per_step": breakdown(rounds=args.rounds, epochs=args.epochs),
+                  "epochs": args.epochs, "k": K, "lrs": LRS}
+    else:
+        result = run_speed(args) if args.what == "speed" else run_quality(args)
     result["meta"] = {**meta, "load_after": os.getloadavg()}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"sweep_{args.what}{getattr(args, 'suffix', '')}.json"
     path.write_text(json.dumps(result, indent=1))
     print(json.dumps(result.get("summary", {}), indent=1))
-    if args.what == "speed":
+    if args.what in ("speed", "breakdown"):
         print(json.dumps(result["breakdown_us_per_step"], indent=1))
     print(f"wrote {path}")
     return 0

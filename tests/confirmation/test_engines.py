@@ -68,6 +68,21 @@ def test_one_float32_step_equals_a_plain_step_within_rounding(data, name, engine
         assert_same_weights(ref, res.weights[i], rtol=64 * eps, atol=8 * eps * lr)
 
 
+def test_relus_the_batched_engine_runs_in_place_keep_every_gradient(data64):
+    # in place after a batched matmul or a dropout product; out of place after the first,
+    # shared Linear (its output is a view), after another activation and after nothing new
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 12), nn.Dropout(0.3),
+                        nn.ReLU(), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(inplace=True), nn.Tanh(),
+                        nn.Linear(8, 3)).double()
+    res = sweep(net, "sgd", nn.CrossEntropyLoss(), data64, data64, lrs=LRS, steps=30,
+                batch_size=16, opt_kwargs={"momentum": 0.9}, engine="batched", keep_weights=True)
+    for i, lr in enumerate(LRS):
+        ref, _ = plain_run(net, lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+                           nn.CrossEntropyLoss(), data64, lr=lr, steps=30)
+        assert_same_weights(ref, res.weights[i], rtol=1e-9, atol=1e-11)
+
+
 def test_cnn_with_batchnorm_and_dropout_is_vectorised_exactly(data64):
     net = cnn().double()
     res = sweep(net, "sgd", nn.CrossEntropyLoss(), data64, data64, lrs=LRS, steps=30,

@@ -347,10 +347,13 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
     metric_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     seen = 0
     batch = first
+    alive_ids, alive = None, None
     for step in range(total):
         if step > 0:
             batch = next(stream)
-        alive = torch.tensor(eng.alive, device=dev)
+        if eng.alive != alive_ids:  # a new index tensor only when the live copies change
+            alive_ids = list(eng.alive)
+            alive = torch.tensor(alive_ids, device=dev)
         losses, out, y = eng.losses(batch, train=True)
         detached = losses.detach()
         ok = torch.isfinite(detached)
@@ -359,7 +362,8 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
             if not good:
                 curves["diverged_step"][eng.alive[pos]] = step
         n = len(y)
-        loss_sum.index_add_(0, alive, torch.where(ok, detached, 0).double() * n)
+        finite = detached if all(ok_list) else torch.where(ok, detached, 0)
+        loss_sum.index_add_(0, alive, finite.double() * n)
         if accuracy and out is not None:
             metric_sum.index_add_(0, alive, correct_counts(out.detach(), y).double())
         seen += n

@@ -219,11 +219,13 @@ class BatchedMLPEngine(_Stacked):
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         k = len(self.alive)
         h, shared = x, True  # shared: h is the same for every copy and has no copy dimension
+        fresh = False  # h is a new tensor no autograd node saved: a ReLU may run in place
         for kind, detail, path in self.plan:
             if kind == "linear":
                 w = self.leaves[self.index[f"{path}.weight"]]
                 b = self.leaves[self.index[f"{path}.bias"]] if detail else None
-                h = self._linear(h, w, b, shared, k)
+                # (the wide matmul's output is a view: in place on it would cost a CopySlices)
+                h, fresh = self._linear(h, w, b, shared, k), not shared
                 shared = False
             elif kind == "flatten":
                 h = h.flatten(detail if shared else detail + 1)
@@ -235,14 +237,20 @@ class BatchedMLPEngine(_Stacked):
                     noise = torch.empty(shape, dtype=h.dtype, device=h.device)
                     noise.bernoulli_(1 - detail).div_(1 - detail)
                     h = h * noise
+                    fresh = not shared
+            elif fresh and type(detail) is nn.ReLU:
+                h, fresh = torch.relu_(h), False  # saves an allocation and a pass over memory
             else:
-                h = detail(h)
+                h, fresh = detail(h), False
         if shared:
             h = h.unsqueeze(0).expand(k, *h.shape)
         return h
 
     @staticmethod
     def _linear(h, w, b, shared: bool, k: int) -> torch.Tensor:
+        """``h[k] @ w[k].T + b[k]`` per copy, each the matmul a plain ``nn.Linear`` runs (same
+        orientation, so the same float rounding); a shared ``h`` is every copy's input: one
+        wide matmul with all copies' weights ``(K * out, in)``."""
         out_f, in_f = w.shape[1:]
         if shared:
             if h.dim() != 2:

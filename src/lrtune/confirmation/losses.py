@@ -14,17 +14,21 @@ def per_copy_loss(loss_fn: Callable, out: torch.Tensor, y: torch.Tensor) -> torc
 
     Cross-entropy and MSE (mean reduction, no class weights) run as one fused call over all
     copies; any other loss is called once per copy, which is exact for every loss.
+    Cross-entropy takes the copies' logits as ``(K, C, B)`` (classes in dimension 1, as
+    ``F.cross_entropy`` takes ``(N, C, d)``): its log-softmax over a middle dimension runs
+    vectorised along the batch, about ten times faster on a CPU than over a last dimension of
+    a few classes; the batched engine's ``(K, B, C)`` output is a view of such a tensor.
     """
     k = out.shape[0]
     if (type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None
             and loss_fn.reduction == "mean" and y.dim() == 1 and not y.is_floating_point()
             and out.dim() == 3 and not bool((y == loss_fn.ignore_index).any())):
-        flat = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat(k), reduction="none",
-                               label_smoothing=loss_fn.label_smoothing)
-        return flat.view(k, -1).mean(1)
+        per_row = F.cross_entropy(out.transpose(1, 2), y.expand(k, -1), reduction="none",
+                                  label_smoothing=loss_fn.label_smoothing)
+        return per_row.mean(1)
     if type(loss_fn) is nn.MSELoss and loss_fn.reduction == "mean" and out.shape[1:] == y.shape:
         return F.mse_loss(out, y.expand_as(out), reduction="none").reshape(k, -1).mean(1)
-    return torch.stack([loss_fn(out[i], y) for i in range(k)])
+    return torch.stack([loss_fn(out[i].contiguous(), y) for i in range(k)])
 
 
 def correct_rows(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -205,54 +205,85 @@ class StackedOptimizer:
             self._adam(params, grads)
 
     def _sgd(self, params, grads) -> None:
+        # torch's single-tensor formulas, each as one ``_foreach`` call over every parameter
+        # (per tensor the same kernel, so the same rounding; one dispatch instead of one each)
         h = self.spec.hyper
         momentum, dampening = h["momentum"], h["dampening"]
         wd, nesterov = h["weight_decay"], h["nesterov"]
         neg_lrs = self._per_copy("neg_lr", lambda lr: -lr, params)
-        for p, g, state, neg_lr in zip(params, grads, self.state, neg_lrs, strict=True):
-            if g is None:
-                continue
-            if wd != 0:
-                g = g.add(p, alpha=wd)
-            if momentum != 0:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.detach().clone()
-                else:
-                    buf.mul_(momentum).add_(g, alpha=1 - dampening)
-                g = g.add(buf, alpha=momentum) if nesterov else buf
-            p.addcmul_(g, neg_lr)
+        live = [i for i, g in enumerate(grads) if g is not None]
+        if not live:
+            return
+        ps = [params[i] for i in live]
+        gs = [grads[i] for i in live]
+        if wd != 0:
+            gs = torch._foreach_add(gs, ps, alpha=wd)
+        if momentum != 0:
+            old = [j for j, i in enumerate(live) if "momentum_buffer" in self.state[i]]
+            if old:
+                bufs = [self.state[live[j]]["momentum_buffer"] for j in old]
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_add_(bufs, [gs[j] for j in old], alpha=1 - dampening)
+            if len(old) < len(live):  # first step of a parameter: the buffer is its gradient
+                for j in set(range(len(live))) - set(old):
+                    self.state[live[j]]["momentum_buffer"] = gs[j].detach().clone()
+            bufs = [self.state[i]["momentum_buffer"] for i in live]
+            gs = torch._foreach_add(gs, bufs, alpha=momentum) if nesterov else bufs
+        torch._foreach_addcmul_(ps, gs, [neg_lrs[i] for i in live])
 
     def _adam(self, params, grads) -> None:
+        # as _sgd: torch's single-tensor formulas as ``_foreach`` calls, over the parameters that
+        # share a step count (all, unless some had no gradient on some step)
         h = self.spec.hyper
         beta1, beta2 = h["betas"]
         eps, wd = h["eps"], h["weight_decay"]
         decoupled = self.spec.kind == "adamw"
         decay = (self._per_copy("decay", lambda lr: 1 - lr * wd, params)
                  if decoupled and wd != 0 else None)
-        for i, (p, g, state) in enumerate(zip(params, grads, self.state, strict=True)):
+        by_step: dict[int, list[int]] = {}
+        for i, g in enumerate(grads):
             if g is None:
                 continue
+            state = self.state[i]
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
+                state["exp_avg"] = torch.zeros_like(params[i])
+                state["exp_avg_sq"] = torch.zeros_like(params[i])
             state["step"] += 1
-            step = state["step"]
+            by_step.setdefault(state["step"], []).append(i)
+        for step, idx in by_step.items():
+            ps = [params[i] for i in idx]
+            gs = [grads[i] for i in idx]
             if wd != 0:
                 if decoupled:
-                    p.mul_(decay[i])
+                    torch._foreach_mul_(ps, [decay[i] for i in idx])
                 else:
-                    g = g.add(p, alpha=wd)
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(g, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    gs = torch._foreach_add(gs, ps, alpha=wd)
+            exp_avgs = [self.state[i]["exp_avg"] for i in idx]
+            exp_avg_sqs = [self.state[i]["exp_avg_sq"] for i in idx]
+            torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, gs, gs, value=1 - beta2)
             bias_correction1 = 1 - beta1**step
             bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-            neg_step = torch.tensor([-(lr * self.scales[i] / bias_correction1)
-                                     for lr in self.lrs], dtype=p.dtype, device=p.device)
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            p.addcdiv_(exp_avg * neg_step.view((-1,) + (1,) * (p.dim() - 1)), denom)
+            denom = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denom, bias_correction2_sqrt)
+            torch._foreach_add_(denom, eps)
+            neg_steps = self._neg_steps([(i, params[i]) for i in idx], bias_correction1)
+            torch._foreach_addcdiv_(ps, torch._foreach_mul(exp_avgs, neg_steps), denom)
+
+    def _neg_steps(self, indexed, bias_correction1: float) -> list[torch.Tensor]:
+        """Per parameter, Adam's ``-lr / bias_correction1`` of every copy as ``(K, 1, ...)``,
+        computed in doubles and rounded once to its dtype (one tensor per group scale)."""
+        made: dict = {}
+        out = []
+        for i, p in indexed:
+            key = (self.scales[i], p.dtype, p.device)
+            if key not in made:
+                made[key] = torch.tensor([-(lr * self.scales[i] / bias_correction1)
+                                          for lr in self.lrs], dtype=p.dtype, device=p.device)
+            out.append(made[key].view((-1,) + (1,) * (p.dim() - 1)))
+        return out
 
     def set_lrs(self, lrs: list[float]) -> None:
         """Each live copy's rate from now on (a scheduled sweep calls this before each step)."""
