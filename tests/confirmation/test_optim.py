@@ -22,37 +22,10 @@ def _torch_cls(kind):
     return {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
 
 
-@pytest.mark.parametrize(("kind", "kwargs"), CONFIGS)
-def test_stacked_update_equals_torch_per_copy(kind, kwargs):
-    lrs = [1e-3, 3e-2, 0.5]
-    gen = torch.Generator().manual_seed(0)
-    start = [torch.randn(5, 4, generator=gen), torch.randn(4, generator=gen)]
-    grads_seq = [[torch.randn(3, *p.shape, generator=gen) for p in start] for _ in range(50)]
-    stacked = [p.unsqueeze(0).repeat(3, *[1] * p.dim()) for p in start]
-    opt = StackedOptimizer(optim_spec(_torch_cls(kind), kwargs), stacked, lrs)
-    for grads in grads_seq:
-        opt.step(stacked, grads)
-    for k, lr in enumerate(lrs):
-        params = [torch.nn.Parameter(p.clone()) for p in start]
-        ref = _torch_cls(kind)(params, lr=lr, **kwargs)
-        for grads in grads_seq:
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g[k].clone()
-            ref.step()
-        for p, s in zip(params, stacked, strict=True):
-            torch.testing.assert_close(s[k], p.detach(), rtol=1e-6, atol=1e-7)
-
-
-@pytest.mark.parametrize(("kind", "kwargs"), CONFIGS)
-def test_a_parameter_without_gradient_is_left_alone_as_torch_does(kind, kwargs):
-    # the second parameter gets no gradient for 3 steps (no momentum buffer, no decay, no step)
-    lrs = [1e-2, 0.3]
-    gen = torch.Generator().manual_seed(1)
-    start = [torch.randn(3, 2, generator=gen), torch.randn(2, generator=gen)]
-    grads_seq = [[torch.randn(2, *p.shape, generator=gen) for p in start] for _ in range(8)]
-    for grads in grads_seq[:3]:
-        grads[1] = None
-    stacked = [p.unsqueeze(0).repeat(2, *[1] * p.dim()) for p in start]
+def _assert_stacked_equals_torch(kind, kwargs, lrs, start, grads_seq):
+    """Steps the stacked optimizer and, per copy, torch's own on the same gradients (``None``:
+    no gradient at that step); the weights must agree."""
+    stacked = [p.unsqueeze(0).repeat(len(lrs), *[1] * p.dim()) for p in start]
     opt = StackedOptimizer(optim_spec(_torch_cls(kind), kwargs), stacked, lrs)
     for grads in grads_seq:
         opt.step(stacked, grads)
@@ -65,6 +38,27 @@ def test_a_parameter_without_gradient_is_left_alone_as_torch_does(kind, kwargs):
             ref.step()
         for p, s in zip(params, stacked, strict=True):
             torch.testing.assert_close(s[k], p.detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), CONFIGS)
+def test_stacked_update_equals_torch_per_copy(kind, kwargs):
+    lrs = [1e-3, 3e-2, 0.5]
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 4, generator=gen), torch.randn(4, generator=gen)]
+    grads_seq = [[torch.randn(3, *p.shape, generator=gen) for p in start] for _ in range(50)]
+    _assert_stacked_equals_torch(kind, kwargs, lrs, start, grads_seq)
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), CONFIGS)
+def test_a_parameter_without_gradient_is_left_alone_as_torch_does(kind, kwargs):
+    # the second parameter gets no gradient for 3 steps (no momentum buffer, no decay, no step)
+    lrs = [1e-2, 0.3]
+    gen = torch.Generator().manual_seed(1)
+    start = [torch.randn(3, 2, generator=gen), torch.randn(2, generator=gen)]
+    grads_seq = [[torch.randn(2, *p.shape, generator=gen) for p in start] for _ in range(8)]
+    for grads in grads_seq[:3]:
+        grads[1] = None
+    _assert_stacked_equals_torch(kind, kwargs, lrs, start, grads_seq)
 
 
 def test_spec_reads_names_classes_and_instances():
