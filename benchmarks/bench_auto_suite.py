@@ -56,10 +56,14 @@ def log(msg: str) -> None:
 
 def meta() -> dict:
     import platform
+    import subprocess
 
     import lrtune
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
+    here = Path(__file__).resolve().parent
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                            text=True).stdout.strip()
+    return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
             "lrtune": lrtune.__version__, "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()}
@@ -264,9 +268,9 @@ def fmt(r: float | None) -> str:
 def report(names: list[str]) -> str:
     runs = _load(AUTO_JSON).get("runs", {})
     lines = ["| task | grid best @ lr (mean of 3 seeds) | grid's best rate, per seed | auto_lr: "
-             "lr per seed (decided by) | auto_lr regret per seed | pass | compute / grid "
-             "(range test's share) | range test: lr per seed | range test regret per seed | "
-             "pass | compute / grid |", "|---" * 11 + "|"]
+             "lr per seed (decided by) | auto_lr regret per seed (of the mean) | pass | "
+             "compute / grid (range test's share) | range test: lr per seed | "
+             "range test regret per seed | pass | compute / grid |", "|---" * 11 + "|"]
     summary = {}
     for name in names:
         recs = [runs.get(f"{name}|{s}") for s in SEEDS]
@@ -278,6 +282,8 @@ def report(names: list[str]) -> str:
         own = [regret(kind, v, best) for v in g["best_per_seed"]]
         auto = [regret(kind, r["score"], best) for r in recs]
         plain = [regret(kind, r["range_test_score"], best) for r in recs]
+        scores = [r["score"] for r in recs]
+        mean = None if None in scores else regret(kind, float(np.mean(scores)), best)
         comp = [(r["finder_steps"] + r["sweep_copy_steps"]) / g["steps"] for r in recs]
         share = [r["finder_steps"] / max(1, r["finder_steps"] + r["sweep_copy_steps"])
                  for r in recs]
@@ -289,14 +295,16 @@ def report(names: list[str]) -> str:
         ok_auto = all(passes(kind, x) for x in auto)
         ok_plain = all(passes(kind, x) for x in plain)
         summary[name] = {"kind": kind, "grid_best": best, "grid_best_lr": g["best_lr"],
-                         "grid_own_regret": own, "auto_regret": auto, "auto_pass": ok_auto,
+                         "grid_own_regret": own, "auto_regret": auto, "auto_mean_regret": mean,
+                         "auto_pass": ok_auto,
                          "auto_compute": comp, "range_test_share": share,
                          "plain_regret": plain, "plain_pass": ok_plain,
                          "plain_compute": plain_comp, "scored_on": g["scored_on"]}
         lines.append(
             f"| {name} | {best:.4f} @ {g['best_lr']:.3g} ({g['scored_on']}) | "
             f"{' / '.join(fmt(x) for x in own)} {unit} | {by} | "
-            f"{' / '.join(fmt(x) for x in auto)} {unit} | {'yes' if ok_auto else '**no**'} | "
+            f"{' / '.join(fmt(x) for x in auto)} {unit} (mean {fmt(mean)}) | "
+            f"{'yes' if ok_auto else '**no**'} | "
             f"{np.mean(comp):.2f} ({np.mean(share):.0%}) | "
             f"{rt_lrs} | "
             f"{' / '.join(fmt(x) for x in plain)} {unit} | {'yes' if ok_plain else '**no**'} | "
