@@ -13,7 +13,7 @@ Three steps, each resumable; results in ``benchmarks/results/``:
    a full training at the rate it returned, and one at the plain range test's rate (the same
    range test's suggestion, no confirmation). ``auto_lr`` is called, never copied, so this
    step measures whatever the library does today (``auto_suite.json``).
-3. ``report``: the tables (markdown) from both files.
+3. ``report``: the tables (markdown) from both files, also written to ``auto_suite.md``.
 
 Compute is counted in optimizer steps x copies: range-test steps + the confirmation's
 copy-steps, against the grid's steps over one seed (rates x budget), i.e. one ``auto_lr`` call
@@ -83,46 +83,67 @@ def _save(data: dict, path: Path) -> None:
 # -- 1. the grid ---------------------------------------------------------------------------
 
 
+def _grid_task(name: str) -> dict:
+    """What the grid needs of a task, new (``suite_tasks``) or old (``common``): its rates,
+    a full training ``train(lr, seed) -> record``, the record's score key, "acc"/"loss",
+    the steps of one run and a spec that changes when the task does."""
+    import common
+
+    if name in st.TASKS:
+        task = st.TASKS[name]
+        return {"lrs": task.grid_lrs(), "train": lambda lr, s: st.train_run(task, lr, s),
+                "key": st.score_key(task), "kind": task.metric, "steps": st.run_steps(task),
+                "spec": st.task_dict(task)}
+    task = common.TASKS[name]
+
+    def train(lr: float, s: int) -> dict:
+        t0 = time.perf_counter()
+        rec = common.train(task, lr, s)
+        return {**rec, "seconds": time.perf_counter() - t0}
+
+    key = common.metric_name(task)
+    return {"lrs": task.grid_lrs(), "train": train, "key": key, "kind": key,
+            "steps": common.run_steps(task), "spec": common.task_dict(task)}
+
+
 def run_grid(names: list[str]) -> None:
     data = _load(GRID_JSON) or {"tasks": {}, "runs": {}}
     for name in names:
-        task = st.TASKS[name]
-        spec = st.task_dict(task)
+        gt = _grid_task(name)
+        spec = gt["spec"]
         if data["tasks"].get(name, {}).get("spec") != spec:  # a changed task: start afresh
             data["runs"][name] = {}
         data["tasks"][name] = {"spec": spec, "meta_start": meta()}
         runs = data["runs"].setdefault(name, {})
         t0 = time.perf_counter()
-        for lr in task.grid_lrs():
+        for lr in gt["lrs"]:
             for s in SEEDS:
                 key = f"{lr:.6g}|{s}"
                 if key in runs:
                     continue
-                runs[key] = st.train_run(task, lr, s)
+                runs[key] = gt["train"](lr, s)
                 _save(data, GRID_JSON)
             rs = [runs[f"{lr:.6g}|{s}"] for s in SEEDS]
-            log(f"{name} lr {lr:.3g}: {st.score_key(task)} "
-                f"{[round(r[st.score_key(task)], 4) for r in rs]} "
+            log(f"{name} lr {lr:.3g}: {gt['key']} {[round(r[gt['key']], 4) for r in rs]} "
                 f"({np.mean([r['seconds'] for r in rs]):.2f} s/run)")
         data["tasks"][name]["meta_end"] = meta()
-        data["tasks"][name]["summary"] = summarise_grid(task, runs)
+        data["tasks"][name]["summary"] = summarise_grid(gt, runs)
         _save(data, GRID_JSON)
         g = data["tasks"][name]["summary"]
         log(f"{name}: grid best {g['best']:.4f} at {g['best_lr']:.3g} "
             f"({time.perf_counter() - t0:.0f} s)")
 
 
-def summarise_grid(task: st.SuiteTask, runs: dict) -> dict:
+def summarise_grid(gt: dict, runs: dict) -> dict:
     """Mean score per rate, the best rate, the score one step above it, the plateau check."""
-    key = st.score_key(task)
-    lrs = task.grid_lrs()
+    key, lrs = gt["key"], gt["lrs"]
     per = [[runs[f"{lr:.6g}|{s}"] for s in SEEDS] for lr in lrs]
     means = [float(np.mean([r[key] for r in rs])) for rs in per]
-    b = int(np.argmax(means) if task.metric == "acc" else np.argmin(means))
+    b = int(np.argmax(means) if gt["kind"] == "acc" else np.argmin(means))
     return {"metric": key, "lrs": lrs, "means": means, "best_lr": lrs[b], "best": means[b],
             "best_index": b, "best_per_seed": [r[key] for r in per[b]],
             "above_best": means[b + 1] if b + 1 < len(lrs) else None,
-            "steps": len(lrs) * st.run_steps(task),  # one seed of the grid
+            "steps": len(lrs) * gt["steps"],  # one seed of the grid
             "seconds_per_run": float(np.mean([r["seconds"] for rs in per for r in rs])),
             "flat_steps": [flat_steps(rs) for rs in per]}
 
@@ -132,7 +153,9 @@ def flat_steps(runs: list[dict], drop: float = 0.05) -> int | None:
     window's (the smallest over seeds); ``None`` when it never does within the record."""
     out = []
     for r in runs:
-        w = r["early_loss"]
+        w = r.get("early_loss")
+        if w is None:  # an old task's run: not recorded
+            return None
         hit = next((i for i, v in enumerate(w) if w and v < (1 - drop) * w[0]), None)
         out.append(math.inf if hit is None else hit * st.EARLY_WINDOW)
     m = min(out)
@@ -234,12 +257,13 @@ def run_auto(names: list[str], tag: str) -> None:
 
 
 def grid_of(name: str) -> dict:
-    """The grid summary of a task: the new tasks' from auto_suite_grid.json, the old six's
-    from finder_quality.json (scored on valid; steps there are over 3 seeds)."""
+    """The grid summary of a task from auto_suite_grid.json (this machine; the old six are
+    scored on valid, as in section 1), else, for the old six, from finder_quality.json
+    (section 1's grid, measured on the other machine; its steps are over 3 seeds)."""
     grid = _load(GRID_JSON).get("tasks", {}).get(name, {}).get("summary")
     if grid:
         return {**grid, "kind": "acc" if grid["metric"].endswith("acc") else "loss",
-                "scored_on": "test"}
+                "scored_on": "test" if name in st.TASKS else "valid"}
     old = json.loads(OLD_GRID_JSON.read_text())
     g = old["tasks"][name]["grid_summary"]
     seeds = old["seeds"]
@@ -324,8 +348,9 @@ def grid_tables(names: list[str]) -> str:
         if name not in data or "summary" not in data[name]:
             continue
         g, spec = data[name]["summary"], data[name]["spec"]
-        out.append(f"\n**{name}** ({spec['note']}; {spec['n_train']} train / {spec['n_valid']} "
-                   f"valid / {spec['n_test']} test, batch {spec['batch_size']}, "
+        sizes = (f"{spec['n_train']} train / {spec['n_valid']} valid / {spec['n_test']} test, "
+                 if "n_train" in spec else "")
+        out.append(f"\n**{name}** ({spec['note']}; {sizes}batch {spec['batch_size']}, "
                    f"{spec['steps_per_run']} steps per run, {g['seconds_per_run']:.2f} s per "
                    f"run)\n")
         out.append("| lr | " + " | ".join(f"{lr:.3g}" for lr in g["lrs"]) + " |")
@@ -333,8 +358,9 @@ def grid_tables(names: list[str]) -> str:
         out.append(f"| {g['metric']} | " + " | ".join(
             ("**" if i == g["best_index"] else "") + f"{m:.4g}"
             + ("**" if i == g["best_index"] else "") for i, m in enumerate(g["means"])) + " |")
-        out.append("| flat steps | " + " | ".join(
-            "-" if f is None else str(f) for f in g["flat_steps"]) + " |")
+        if any(f is not None for f in g["flat_steps"]):
+            out.append("| flat steps | " + " | ".join(
+                "-" if f is None else str(f) for f in g["flat_steps"]) + " |")
     return "\n".join(out)
 
 
@@ -347,16 +373,15 @@ def main(argv=None) -> int:
     parser.add_argument("--tag", default="run", help="label of this auto run's metadata")
     args = parser.parse_args(argv)
     new, old = list(st.TASKS), list(common.TASKS)
-    names = args.tasks.split(",") if args.tasks else (new if args.what == "grid"
-                                                      else new + old)
+    names = args.tasks.split(",") if args.tasks else new + old
     if args.what == "grid":
         run_grid(names)
     elif args.what == "auto":
         run_auto(names, args.tag)
     else:
-        log(grid_tables([n for n in names if n in st.TASKS]))
-        log("")
-        log(report(names))
+        text = grid_tables(names) + "\n\n" + report(names)
+        (RESULTS / "auto_suite.md").write_text(text + "\n")
+        log(text)
     return 0
 
 
