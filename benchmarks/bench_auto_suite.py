@@ -234,6 +234,8 @@ def run_auto(names: list[str], tag: str) -> None:
                 "finder_steps": len(fin.train_losses), "verdict": fin.verdict,
                 "finder_reason": fin.reason, "range_test_lr": fin.suggested_lr,
                 "steepest_value": fin.suggestions.get("steepest"),
+                "min_loss_lr": fin.min_loss_lr, "stop_reason": fin.stop_reason,
+                "stop_lr": fin.stop_lr,
                 "sweep_copy_steps": copy_steps(res.sweep),
                 "sweep": None if res.sweep is None else {
                     "lrs": res.sweep.lrs, "final_metric": res.sweep.final_metric,
