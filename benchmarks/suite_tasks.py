@@ -14,7 +14,7 @@ the pretrained network are fixed.
   schedule (the grid's rate is the schedule's peak); metric: test accuracy.
 - ``slow_tanh_deep``: an 8-layer, 32-wide tanh MLP on digits, SGD momentum 0.9: vanishing
   signals keep the loss on a plateau for hundreds of steps; metric: test accuracy.
-- ``cliff_linear_sgd``: plain SGD on ill-conditioned least squares (MLP-free linear model,
+- ``cliff_linear_sgd``: plain SGD on ill-conditioned least squares (a linear model,
   batch 64): the best rate sits at the edge of stability; metric: test MSE.
 """
 
