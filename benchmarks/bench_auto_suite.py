@@ -4,10 +4,11 @@ broader suite of issue 14 (item 6): the five tasks of ``suite_tasks.py`` and the
 
 Three steps, each resumable; results in ``benchmarks/results/``:
 
-1. ``grid``: every rate of each new task's quarter-decade grid x 3 seeds, a full training
-   each, scored on the test set (``auto_suite_grid.json``: a cache keyed by task definition,
-   rate and seed; rerunning skips what is there). The six old tasks reuse the grid of
-   ``finder_quality.json`` (section 1 of RESULTS.md, scored on their validation set).
+1. ``grid``: every rate of each task's quarter-decade grid x 3 seeds, a full training each
+   (``auto_suite_grid.json``: a cache keyed by task definition, rate and seed; rerunning
+   skips what is there). New tasks are scored on their test set, the old six on their
+   validation set (as in section 1 of RESULTS.md); an old task not gridded here falls back
+   to the grid of ``finder_quality.json`` (section 1's, measured on the other machine).
 2. ``auto``: per task and seed, ``lrtune.auto_lr`` with its defaults (``epochs`` = the task's
    budget, ``valid`` = its validation set, ``schedule`` where the task trains with one), then
    a full training at the rate it returned, and one at the plain range test's rate (the same
