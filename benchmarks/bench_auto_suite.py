@@ -1,0 +1,392 @@
+"""``lrtune.auto_lr`` (default settings) and the plain range test against a grid search, on the
+broader suite of issue 14 (item 6): the five tasks of ``suite_tasks.py`` and the six of
+``common.py``.
+
+Three steps, each resumable; results in ``benchmarks/results/``:
+
+1. ``grid``: every rate of each task's quarter-decade grid x 3 seeds, a full training each
+   (``auto_suite_grid.json``: a cache keyed by task definition, rate and seed; rerunning
+   skips what is there). New tasks are scored on their test set, the old six on their
+   validation set (as in section 1 of RESULTS.md); an old task not gridded here falls back
+   to the grid of ``finder_quality.json`` (section 1's, measured on the other machine).
+2. ``auto``: per task and seed, ``lrtune.auto_lr`` with its defaults (``epochs`` = the task's
+   budget, ``valid`` = its validation set, ``schedule`` where the task trains with one), then
+   a full training at the rate it returned, and one at the plain range test's rate (the same
+   range test's suggestion, no confirmation). ``auto_lr`` is called, never copied, so this
+   step measures whatever the library does today (``auto_suite.json``).
+3. ``report``: the tables (markdown) from both files, also written to ``auto_suite.md``.
+
+Compute is counted in optimizer steps x copies: range-test steps + the confirmation's
+copy-steps, against the grid's steps over one seed (rates x budget), i.e. one ``auto_lr`` call
+against one seed of the grid.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_auto_suite.py grid
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_auto_suite.py auto
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_auto_suite.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import suite_tasks as st
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRID_JSON = RESULTS / "auto_suite_grid.json"
+AUTO_JSON = RESULTS / "auto_suite.json"
+OLD_GRID_JSON = RESULTS / "finder_quality.json"
+SEEDS = [0, 1, 2]
+TARGET_POINTS, TARGET_LOSS = 1.0, 1.05
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def meta() -> dict:
+    import platform
+    import subprocess
+
+    import lrtune
+
+    here = Path(__file__).resolve().parent
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                            text=True).stdout.strip()
+    return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
+            "lrtune": lrtune.__version__, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    tmp.replace(path)
+
+
+# -- 1. the grid ---------------------------------------------------------------------------
+
+
+def _grid_task(name: str) -> dict:
+    """What the grid needs of a task, new (``suite_tasks``) or old (``common``): its rates,
+    a full training ``train(lr, seed) -> record``, the record's score key, "acc"/"loss",
+    the steps of one run and a spec that changes when the task does."""
+    import common
+
+    if name in st.TASKS:
+        task = st.TASKS[name]
+        return {"lrs": task.grid_lrs(), "train": lambda lr, s: st.train_run(task, lr, s),
+                "key": st.score_key(task), "kind": task.metric, "steps": st.run_steps(task),
+                "spec": st.task_dict(task)}
+    task = common.TASKS[name]
+
+    def train(lr: float, s: int) -> dict:
+        t0 = time.perf_counter()
+        rec = common.train(task, lr, s)
+        return {**rec, "seconds": time.perf_counter() - t0}
+
+    key = common.metric_name(task)
+    return {"lrs": task.grid_lrs(), "train": train, "key": key, "kind": key,
+            "steps": common.run_steps(task), "spec": common.task_dict(task)}
+
+
+def run_grid(names: list[str]) -> None:
+    data = _load(GRID_JSON) or {"tasks": {}, "runs": {}}
+    for name in names:
+        gt = _grid_task(name)
+        spec = gt["spec"]
+        if data["tasks"].get(name, {}).get("spec") != spec:  # a changed task: start afresh
+            data["runs"][name] = {}
+        data["tasks"][name] = {"spec": spec, "meta_start": meta()}
+        runs = data["runs"].setdefault(name, {})
+        t0 = time.perf_counter()
+        for lr in gt["lrs"]:
+            for s in SEEDS:
+                key = f"{lr:.6g}|{s}"
+                if key in runs:
+                    continue
+                runs[key] = gt["train"](lr, s)
+                _save(data, GRID_JSON)
+            rs = [runs[f"{lr:.6g}|{s}"] for s in SEEDS]
+            log(f"{name} lr {lr:.3g}: {gt['key']} {[round(r[gt['key']], 4) for r in rs]} "
+                f"({np.mean([r['seconds'] for r in rs]):.2f} s/run)")
+        data["tasks"][name]["meta_end"] = meta()
+        data["tasks"][name]["summary"] = summarise_grid(gt, runs)
+        _save(data, GRID_JSON)
+        g = data["tasks"][name]["summary"]
+        log(f"{name}: grid best {g['best']:.4f} at {g['best_lr']:.3g} "
+            f"({time.perf_counter() - t0:.0f} s)")
+
+
+def summarise_grid(gt: dict, runs: dict) -> dict:
+    """Mean score per rate, the best rate, the score one step above it, the plateau check."""
+    key, lrs = gt["key"], gt["lrs"]
+    per = [[runs[f"{lr:.6g}|{s}"] for s in SEEDS] for lr in lrs]
+    means = [float(np.mean([r[key] for r in rs])) for rs in per]
+    b = int(np.argmax(means) if gt["kind"] == "acc" else np.argmin(means))
+    return {"metric": key, "lrs": lrs, "means": means, "best_lr": lrs[b], "best": means[b],
+            "best_index": b, "best_per_seed": [r[key] for r in per[b]],
+            "above_best": means[b + 1] if b + 1 < len(lrs) else None,
+            "steps": len(lrs) * gt["steps"],  # one seed of the grid
+            "seconds_per_run": float(np.mean([r["seconds"] for rs in per for r in rs])),
+            "flat_steps": [flat_steps(rs) for rs in per]}
+
+
+def flat_steps(runs: list[dict], drop: float = 0.05) -> int | None:
+    """Steps before the mean training loss of a window falls ``drop`` below the first
+    window's (the smallest over seeds); ``None`` when it never does within the record."""
+    out = []
+    for r in runs:
+        w = r.get("early_loss")
+        if w is None:  # an old task's run: not recorded
+            return None
+        hit = next((i for i, v in enumerate(w) if w and v < (1 - drop) * w[0]), None)
+        out.append(math.inf if hit is None else hit * st.EARLY_WINDOW)
+    m = min(out)
+    return None if m == math.inf else int(m)
+
+
+# -- 2. auto_lr and the plain range test ---------------------------------------------------
+
+
+def copy_steps(sweep) -> int:
+    """Optimizer steps x copies the confirmation trained: each copy counts up to its last
+    recorded point (or the step it diverged at)."""
+    if sweep is None:
+        return 0
+    if "copy_steps" in sweep.settings:  # recorded by the sweep itself, when it does
+        return int(sweep.settings["copy_steps"])
+    total = 0
+    for i in range(len(sweep.lrs)):
+        d = sweep.diverged_step[i]
+        if d is not None:
+            total += d
+            continue
+        done = [s for s, v in zip(sweep.steps, sweep.train_loss[i], strict=True)
+                if v is not None]
+        total += max(done, default=0)
+    return total
+
+
+def _scorer(train_at):
+    """``lr -> score`` of a full training, cached per rate (the range test's rate and the
+    confirmed one are often the same)."""
+    done: dict[float, float] = {}
+
+    def score(lr: float) -> float:
+        if lr not in done:
+            done[lr] = train_at(lr)
+        return done[lr]
+
+    return score
+
+
+def run_auto(names: list[str], tag: str) -> None:
+    import common
+
+    import lrtune
+
+    data = _load(AUTO_JSON) or {"runs": {}}
+    here = meta()
+    for name in names:
+        old = name in common.TASKS
+        t0 = time.perf_counter()
+        for s in SEEDS:
+            if old:
+                task = common.TASKS[name]
+                sp = common.splits_of(task.dataset)
+                model, opt, loss_fn = common.build(task, s, lr=1e-3)
+                train, valid, epochs, bs, schedule = (sp.train, sp.valid, task.epochs,
+                                                      task.batch_size, None)
+                score = _scorer(lambda lr, task=task, s=s:
+                                common.train(task, lr, s)[common.metric_name(task)])
+            else:
+                task = st.TASKS[name]
+                train, valid, _ = st.splits(task.data)
+                model, opt, loss_fn = st.build(task, s, lr=1e-3)
+                epochs, bs, schedule = task.epochs, task.batch_size, task.schedule
+                score = _scorer(lambda lr, task=task, s=s:
+                                st.train_run(task, lr, s)[st.score_key(task)])
+            c0 = time.perf_counter()
+            res = lrtune.auto_lr(model, opt, loss_fn, train, valid, epochs=epochs,
+                                 batch_size=bs, seed=s, schedule=schedule, verbose=False)
+            secs = time.perf_counter() - c0
+            fin = res.finder
+            rec = {
+                "task": name, "seed": s, "lr": res.lr, "decided_by": res.decided_by,
+                "reason": res.reason, "seconds": secs,
+                "finder_steps": len(fin.train_losses), "verdict": fin.verdict,
+                "finder_reason": fin.reason, "range_test_lr": fin.suggested_lr,
+                "steepest_value": fin.suggestions.get("steepest"),
+                "min_loss_lr": fin.min_loss_lr, "stop_reason": fin.stop_reason,
+                "stop_lr": fin.stop_lr,
+                "sweep_copy_steps": copy_steps(res.sweep),
+                "sweep": None if res.sweep is None else {
+                    "lrs": res.sweep.lrs, "final_metric": res.sweep.final_metric,
+                    "engine": res.sweep.engine, "steps": res.sweep.settings.get("steps"),
+                    "chosen_lr": res.sweep.chosen_lr, "reason": res.sweep.reason},
+                "score": None if res.lr is None else score(res.lr),
+                "range_test_score": (None if fin.suggested_lr is None
+                                     else score(fin.suggested_lr)),
+            }
+            data = _load(AUTO_JSON) or data  # merge: another run may have written meanwhile
+            data.setdefault("runs", {})[f"{name}|{s}"] = rec
+            data.setdefault("meta", {})[tag] = here
+            _save(data, AUTO_JSON)
+            log(f"{name} seed {s}: auto_lr {res.lr} ({res.decided_by}, {secs:.1f} s) -> "
+                f"{rec['score']}; range test {fin.suggested_lr} ({fin.verdict}) -> "
+                f"{rec['range_test_score']}")
+        log(f"{name}: {time.perf_counter() - t0:.0f} s")
+
+
+# -- 3. the tables -------------------------------------------------------------------------
+
+
+def grid_of(name: str) -> dict:
+    """The grid summary of a task from auto_suite_grid.json (this machine; the old six are
+    scored on valid, as in section 1), else, for the old six, from finder_quality.json
+    (section 1's grid, measured on the other machine; its steps are over 3 seeds)."""
+    grid = _load(GRID_JSON).get("tasks", {}).get(name, {}).get("summary")
+    if grid:
+        return {**grid, "kind": "acc" if grid["metric"].endswith("acc") else "loss",
+                "scored_on": "test" if name in st.TASKS else "valid"}
+    old = json.loads(OLD_GRID_JSON.read_text())
+    g = old["tasks"][name]["grid_summary"]
+    seeds = old["seeds"]
+    recs = [r for r in old["grid"] if r["task"] == name and r["lr"] == g["best_lr"]]
+    return {**g, "kind": g["metric"], "scored_on": "valid", "steps": g["steps"] // len(seeds),
+            "best_per_seed": [r[g["metric"]] for r in sorted(recs, key=lambda r: r["seed"])]}
+
+
+def regret(kind: str, value: float | None, best: float) -> float | None:
+    """Accuracy points below the grid's best, or % of loss above it (None: no rate)."""
+    if value is None:
+        return None
+    if kind == "acc":
+        return 100 * (best - value)
+    return math.inf if not math.isfinite(value) else 100 * (value / best - 1)
+
+
+def passes(kind: str, r: float | None) -> bool:
+    return r is not None and r <= (TARGET_POINTS if kind == "acc" else 100 * (TARGET_LOSS - 1))
+
+
+def fmt(r: float | None) -> str:
+    return "no rate" if r is None else ("inf" if r == math.inf else f"{r:.1f}")
+
+
+def report(names: list[str]) -> str:
+    runs = _load(AUTO_JSON).get("runs", {})
+    lines = ["| task | grid best @ lr (mean of 3 seeds) | grid's best rate, per seed | auto_lr: "
+             "lr per seed (decided by) | auto_lr regret per seed (of the mean) | pass | "
+             "compute / grid (range test's share) | range test: lr per seed | "
+             "range test regret per seed | pass | compute / grid |", "|---" * 11 + "|"]
+    summary = {}
+    for name in names:
+        recs = [runs.get(f"{name}|{s}") for s in SEEDS]
+        if any(r is None for r in recs):
+            continue
+        g = grid_of(name)
+        kind, best = g["kind"], g["best"]
+        unit = "pt" if kind == "acc" else "%"
+        own = [regret(kind, v, best) for v in g["best_per_seed"]]
+        auto = [regret(kind, r["score"], best) for r in recs]
+        plain = [regret(kind, r["range_test_score"], best) for r in recs]
+        scores = [r["score"] for r in recs]
+        mean = None if None in scores else regret(kind, float(np.mean(scores)), best)
+        comp = [(r["finder_steps"] + r["sweep_copy_steps"]) / g["steps"] for r in recs]
+        share = [r["finder_steps"] / max(1, r["finder_steps"] + r["sweep_copy_steps"])
+                 for r in recs]
+        plain_comp = [r["finder_steps"] / g["steps"] for r in recs]
+        by = ", ".join(f"{r['lr']:.3g} ({'conf' if r['decided_by'] == 'confirmation' else 'rt'})"
+                       if r["lr"] else "none" for r in recs)
+        rt_lrs = ", ".join(f"{r['range_test_lr']:.3g}" if r["range_test_lr"] else "none"
+                           for r in recs)
+        ok_auto = all(passes(kind, x) for x in auto)
+        ok_plain = all(passes(kind, x) for x in plain)
+        summary[name] = {"kind": kind, "grid_best": best, "grid_best_lr": g["best_lr"],
+                         "grid_own_regret": own, "auto_regret": auto, "auto_mean_regret": mean,
+                         "auto_pass": ok_auto,
+                         "auto_compute": comp, "range_test_share": share,
+                         "plain_regret": plain, "plain_pass": ok_plain,
+                         "plain_compute": plain_comp, "scored_on": g["scored_on"]}
+        lines.append(
+            f"| {name} | {best:.4f} @ {g['best_lr']:.3g} ({g['scored_on']}) | "
+            f"{' / '.join(fmt(x) for x in own)} {unit} | {by} | "
+            f"{' / '.join(fmt(x) for x in auto)} {unit} (mean {fmt(mean)}) | "
+            f"{'yes' if ok_auto else '**no**'} | "
+            f"{np.mean(comp):.2f} ({np.mean(share):.0%}) | "
+            f"{rt_lrs} | "
+            f"{' / '.join(fmt(x) for x in plain)} {unit} | {'yes' if ok_plain else '**no**'} | "
+            f"{np.mean(plain_comp):.3f} |")
+    text = "\n".join(lines)
+    data = _load(AUTO_JSON)
+    if data:
+        data["summary"] = summary
+        _save(data, AUTO_JSON)
+    return text
+
+
+def grid_tables(names: list[str]) -> str:
+    data = _load(GRID_JSON).get("tasks", {})
+    out = []
+    for name in names:
+        if name not in data or "summary" not in data[name]:
+            continue
+        g, spec = data[name]["summary"], data[name]["spec"]
+        sizes = (f"{spec['n_train']} train / {spec['n_valid']} valid / {spec['n_test']} test, "
+                 if "n_train" in spec else "")
+        out.append(f"\n**{name}** ({spec['note']}; {sizes}batch {spec['batch_size']}, "
+                   f"{spec['steps_per_run']} steps per run, {g['seconds_per_run']:.2f} s per "
+                   f"run)\n")
+        out.append("| lr | " + " | ".join(f"{lr:.3g}" for lr in g["lrs"]) + " |")
+        out.append("|---" * (len(g["lrs"]) + 1) + "|")
+        out.append(f"| {g['metric']} | " + " | ".join(
+            ("**" if i == g["best_index"] else "") + f"{m:.4g}"
+            + ("**" if i == g["best_index"] else "") for i, m in enumerate(g["means"])) + " |")
+        if any(f is not None for f in g["flat_steps"]):
+            out.append("| flat steps | " + " | ".join(
+                "-" if f is None else str(f) for f in g["flat_steps"]) + " |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    import common
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["grid", "auto", "report"])
+    parser.add_argument("--tasks", default="", help="comma-separated (default: all)")
+    parser.add_argument("--tag", default="run", help="label of this auto run's metadata")
+    args = parser.parse_args(argv)
+    new, old = list(st.TASKS), list(common.TASKS)
+    names = args.tasks.split(",") if args.tasks else new + old
+    if args.what == "grid":
+        run_grid(names)
+    elif args.what == "auto":
+        run_auto(names, args.tag)
+    else:
+        text = grid_tables(names) + "\n\n" + report(names)
+        (RESULTS / "auto_suite.md").write_text(text + "\n")
+        log(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
