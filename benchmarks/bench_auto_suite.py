@@ -167,44 +167,53 @@ def flat_steps(runs: list[dict], drop: float = 0.05) -> int | None:
 
 
 def copy_steps(sweep) -> int:
-    """Optimizer steps x copies the confirmation trained: each copy counts up to its last
-    recorded point (or the step it diverged at)."""
-    if sweep is None:
-        return 0
-    if "copy_steps" in sweep.settings:  # recorded by the sweep itself, when it does
-        return int(sweep.settings["copy_steps"])
-    total = 0
-    for i in range(len(sweep.lrs)):
-        d = sweep.diverged_step[i]
-        if d is not None:
-            total += d
-            continue
-        done = [s for s, v in zip(sweep.steps, sweep.train_loss[i], strict=True)
-                if v is not None]
-        total += max(done, default=0)
-    return total
+    """Optimizer steps x copies the confirmation trained (``SweepResult.copy_steps``: a copy
+    counts until it diverged or successive halving stopped it; stopped copies leave the
+    engine and cost no more)."""
+    return 0 if sweep is None else int(sweep.copy_steps)
 
 
-def _scorer(train_at):
-    """``lr -> score`` of a full training, cached per rate (the range test's rate and the
-    confirmed one are often the same)."""
-    done: dict[float, float] = {}
+SCORES_JSON = RESULTS / "auto_suite_scores.json"
+
+
+def _scorer(name: str, seed: int, spec: dict, train_at):
+    """``lr -> score`` of a full training at ``lr``, cached on disk per task definition, rate
+    and seed (a full training is deterministic on one machine: step 2 ran three times with
+    identical records), so variants that return the same rate do not train it again."""
 
     def score(lr: float) -> float:
-        if lr not in done:
-            done[lr] = train_at(lr)
-        return done[lr]
+        key = f"{lr!r}|{seed}"
+        entry = _load(SCORES_JSON).get(name, {})
+        if entry.get("spec") == spec and key in entry["scores"]:
+            return entry["scores"][key]
+        value = train_at(lr)
+        cache = _load(SCORES_JSON)  # reread: another run may have written meanwhile
+        if cache.get(name, {}).get("spec") != spec:
+            cache[name] = {"spec": spec, "scores": {}}
+        cache[name]["scores"][key] = value
+        _save(cache, SCORES_JSON)
+        return value
 
     return score
 
 
-def run_auto(names: list[str], tag: str) -> None:
+def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float | None) -> None:
+    """``auto_lr`` with its defaults (``options`` and ``above`` empty) or a variant of them
+    (``options``: keyword arguments of ``auto_lr``; ``above``: the bracket's reach above the
+    range test's minimum, in decades, patched into ``bracket_from_finder``), recorded in
+    ``out``."""
+    import functools
+
     import common
 
     import lrtune
+    import lrtune.auto
+    from lrtune.confirmation.confirm import bracket_from_finder
 
-    data = _load(AUTO_JSON) or {"runs": {}}
-    here = meta()
+    if above is not None:
+        lrtune.auto.bracket_from_finder = functools.partial(bracket_from_finder, above=above)
+    data = _load(out) or {"runs": {}}
+    here = {**meta(), "options": options, "above": above}
     for name in names:
         old = name in common.TASKS
         t0 = time.perf_counter()
@@ -215,20 +224,21 @@ def run_auto(names: list[str], tag: str) -> None:
                 model, opt, loss_fn = common.build(task, s, lr=1e-3)
                 train, valid, epochs, bs, schedule = (sp.train, sp.valid, task.epochs,
                                                       task.batch_size, None)
-                score = _scorer(lambda lr, task=task, s=s:
+                score = _scorer(name, s, common.task_dict(task), lambda lr, task=task, s=s:
                                 common.train(task, lr, s)[common.metric_name(task)])
             else:
                 task = st.TASKS[name]
                 train, valid, _ = st.splits(task.data)
                 model, opt, loss_fn = st.build(task, s, lr=1e-3)
                 epochs, bs, schedule = task.epochs, task.batch_size, task.schedule
-                score = _scorer(lambda lr, task=task, s=s:
+                score = _scorer(name, s, st.task_dict(task), lambda lr, task=task, s=s:
                                 st.train_run(task, lr, s)[st.score_key(task)])
             c0 = time.perf_counter()
             res = lrtune.auto_lr(model, opt, loss_fn, train, valid, epochs=epochs,
-                                 batch_size=bs, seed=s, schedule=schedule, verbose=False)
+                                 batch_size=bs, seed=s, schedule=schedule, verbose=False,
+                                 **options)
             secs = time.perf_counter() - c0
-            fin = res.finder
+            fin, sw = res.finder, res.sweep
             rec = {
                 "task": name, "seed": s, "lr": res.lr, "decided_by": res.decided_by,
                 "reason": res.reason, "seconds": secs,
@@ -237,19 +247,22 @@ def run_auto(names: list[str], tag: str) -> None:
                 "steepest_value": fin.suggestions.get("steepest"),
                 "min_loss_lr": fin.min_loss_lr, "stop_reason": fin.stop_reason,
                 "stop_lr": fin.stop_lr,
-                "sweep_copy_steps": copy_steps(res.sweep),
-                "sweep": None if res.sweep is None else {
-                    "lrs": res.sweep.lrs, "final_metric": res.sweep.final_metric,
-                    "engine": res.sweep.engine, "steps": res.sweep.settings.get("steps"),
-                    "chosen_lr": res.sweep.chosen_lr, "reason": res.sweep.reason},
+                "sweep_copy_steps": copy_steps(sw),
+                "sweep": None if sw is None else {
+                    "lrs": sw.lrs, "bracket": sw.settings.get("bracket"),
+                    "final_metric": sw.final_metric, "scores": sw.scores,
+                    "score_name": sw.score_name, "diverged_step": sw.diverged_step,
+                    "stopped_step": sw.stopped_step, "compute_fraction": sw.compute_fraction,
+                    "engine": sw.engine, "steps": sw.settings.get("steps"),
+                    "chosen_lr": sw.chosen_lr, "reason": sw.reason},
                 "score": None if res.lr is None else score(res.lr),
                 "range_test_score": (None if fin.suggested_lr is None
                                      else score(fin.suggested_lr)),
             }
-            data = _load(AUTO_JSON) or data  # merge: another run may have written meanwhile
+            data = _load(out) or data  # merge: another run may have written meanwhile
             data.setdefault("runs", {})[f"{name}|{s}"] = rec
             data.setdefault("meta", {})[tag] = here
-            _save(data, AUTO_JSON)
+            _save(data, out)
             log(f"{name} seed {s}: auto_lr {res.lr} ({res.decided_by}, {secs:.1f} s) -> "
                 f"{rec['score']}; range test {fin.suggested_lr} ({fin.verdict}) -> "
                 f"{rec['range_test_score']}")
@@ -292,12 +305,25 @@ def fmt(r: float | None) -> str:
     return "no rate" if r is None else ("inf" if r == math.inf else f"{r:.1f}")
 
 
-def report(names: list[str]) -> str:
-    runs = _load(AUTO_JSON).get("runs", {})
+def bracket_note(rec: dict, best_lr: float) -> str:
+    """Where the grid's best rate lies against the confirmation's bracket: "in", "above"
+    (by the factor) or "below"; "-" without a confirmation."""
+    sw = rec.get("sweep")
+    if not sw or not sw.get("bracket"):
+        return "-"
+    lo, hi = sw["bracket"]
+    if best_lr > hi * 1.0001:
+        return f"above ×{best_lr / hi:.2f}"
+    return "below" if best_lr < lo * 0.9999 else "in"
+
+
+def report(names: list[str], out: Path = AUTO_JSON) -> str:
+    runs = _load(out).get("runs", {})
     lines = ["| task | grid best @ lr (mean of 3 seeds) | grid's best rate, per seed | auto_lr: "
              "lr per seed (decided by) | auto_lr regret per seed (of the mean) | pass | "
              "compute / grid (range test's share) | range test: lr per seed | "
-             "range test regret per seed | pass | compute / grid |", "|---" * 11 + "|"]
+             "range test regret per seed | pass | compute / grid | grid best vs bracket |",
+             "|---" * 12 + "|"]
     summary = {}
     for name in names:
         recs = [runs.get(f"{name}|{s}") for s in SEEDS]
@@ -335,12 +361,19 @@ def report(names: list[str]) -> str:
             f"{np.mean(comp):.2f} ({np.mean(share):.0%}) | "
             f"{rt_lrs} | "
             f"{' / '.join(fmt(x) for x in plain)} {unit} | {'yes' if ok_plain else '**no**'} | "
-            f"{np.mean(plain_comp):.3f} |")
+            f"{np.mean(plain_comp):.3f} | "
+            f"{', '.join(bracket_note(r, g['best_lr']) for r in recs)} |")
+    n_auto = sum(v["auto_pass"] for v in summary.values())
+    n_plain = sum(v["plain_pass"] for v in summary.values())
+    worst = max((max(v["auto_compute"]) for v in summary.values()), default=0.0)
+    lines.append(f"\nauto_lr meets the per-seed target on {n_auto} of {len(summary)} tasks, "
+                 f"the plain range test on {n_plain}; auto_lr's compute is at most "
+                 f"{worst:.2f} of the grid's (one seed).")
     text = "\n".join(lines)
-    data = _load(AUTO_JSON)
+    data = _load(out)
     if data:
         data["summary"] = summary
-        _save(data, AUTO_JSON)
+        _save(data, out)
     return text
 
 
@@ -374,16 +407,33 @@ def main(argv=None) -> int:
     parser.add_argument("what", choices=["grid", "auto", "report"])
     parser.add_argument("--tasks", default="", help="comma-separated (default: all)")
     parser.add_argument("--tag", default="run", help="label of this auto run's metadata")
+    parser.add_argument("--out", default=AUTO_JSON.name,
+                        help="results file of step 2 in results/ (variants: another name)")
+    parser.add_argument("--confirm", choices=["default", "auto", "true", "false"],
+                        default="default", help="auto_lr's confirm= (a variant)")
+    parser.add_argument("--fraction", type=float, help="auto_lr's confirm_fraction= (a variant)")
+    parser.add_argument("--k", type=int, help="auto_lr's k= (a variant)")
+    parser.add_argument("--above", type=float,
+                        help="decades the bracket reaches above the range test's minimum "
+                             "(a variant; patched into bracket_from_finder)")
     args = parser.parse_args(argv)
+    out = RESULTS / args.out
+    options = {}
+    if args.confirm != "default":
+        options["confirm"] = {"auto": "auto", "true": True, "false": False}[args.confirm]
+    if args.fraction is not None:
+        options["confirm_fraction"] = args.fraction
+    if args.k is not None:
+        options["k"] = args.k
     new, old = list(st.TASKS), list(common.TASKS)
     names = args.tasks.split(",") if args.tasks else new + old
     if args.what == "grid":
         run_grid(names)
     elif args.what == "auto":
-        run_auto(names, args.tag)
+        run_auto(names, args.tag, out, options, args.above)
     else:
-        text = grid_tables(names) + "\n\n" + report(names)
-        (RESULTS / "auto_suite.md").write_text(text + "\n")
+        text = grid_tables(names) + "\n\n" + report(names, out)
+        out.with_suffix(".md").write_text(text + "\n")
         log(text)
     return 0
 

@@ -10,6 +10,7 @@ from lrtune.confirmation.result import SweepResult
 
 SPAN_DECADES = 1.75  # bracket width below the range test minimum (8 rates: quarter decades)
 INCONCLUSIVE_SPAN_DECADES = 3.0
+ABOVE_DECADES = 0.0  # how far above the range test's minimum the bracket reaches
 CONFIRM_FRACTION = 0.5  # default budget: half the planned training (0.25 measured worse)
 
 
@@ -33,7 +34,8 @@ def confirm_epochs(finder_result, planned_epochs: int, fraction: float = CONFIRM
     return max(1, round(planned_epochs * fraction))
 
 
-def bracket_from_finder(result, *, span: float = SPAN_DECADES) -> tuple[float, float]:
+def bracket_from_finder(result, *, span: float = SPAN_DECADES,
+                        above: float | None = None) -> tuple[float, float]:
     """The rates worth confirming, from a :class:`~lrtune.finder.FinderResult`.
 
     Top: the rate at the minimum of the smoothed range-test curve. Above it the short sweep's
@@ -50,8 +52,11 @@ def bracket_from_finder(result, *, span: float = SPAN_DECADES) -> tuple[float, f
         (0.0178, 1.0)
     """
     if result.verdict == "ok":
-        hi = float(result.min_loss_lr)
-        lo = hi / 10**span
+        lo = float(result.min_loss_lr) / 10**span
+        up = ABOVE_DECADES if above is None else above
+        hi = float(result.min_loss_lr) * 10**up
+        if up > 0 and result.stop_lr is not None:
+            hi = min(hi, float(result.stop_lr))
         if result.suggested_lr is not None:
             lo = min(lo, float(result.suggested_lr) / 2)
     else:
