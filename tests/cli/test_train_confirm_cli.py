@@ -16,6 +16,14 @@ def test_train_lr_auto_confirm_trains_at_the_confirmed_rate(tmp_path, capsys):
     assert (out / "lr_find" / "sweep.png").is_file()
 
 
+def test_lr_auto_checks_the_confirmation_fraction_without_confirm(tmp_path, capsys):
+    # --lr auto confirms by default, so its fraction is checked before anything is written
+    assert main(["train", "--lr", "auto", "--confirm-fraction", "2",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--confirm-fraction must be in (0, 1], got 2.0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_confirm_needs_lr_auto(tmp_path, capsys):
     assert main(["train", "--lr", "0.1", "--confirm", "--out", str(tmp_path)]) == 2
     assert "it needs --lr auto" in capsys.readouterr().err

@@ -84,12 +84,12 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                    metavar="K",
                    help="train K rates (default 8) inside the range test's bracket at once "
                         "(vectorised) on a short budget and pick the best by validation"
-                        + ("; --lr auto does this by itself when the range test is "
-                           "inconclusive or known to be unreliable here" if automatic else ""))
+                        + ("; --lr auto always does this (unless --no-confirm): --confirm K "
+                           "sets K" if automatic else ""))
     if automatic:
         p.add_argument("--no-confirm", action="store_true",
-                       help="--lr auto: never confirm (the range test's rate, or an error when "
-                            "it is inconclusive)")
+                       help="--lr auto: skip the confirmation (the range test's rate alone, "
+                            "or an error when it is inconclusive)")
     if with_epochs:  # `lrtune train` has its own --epochs
         p.add_argument("--epochs", type=positive_int, default=20,
                        help="planned training epochs; --confirm trains --confirm-fraction of "
