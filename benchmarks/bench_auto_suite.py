@@ -14,7 +14,11 @@ Three steps, each resumable; results in ``benchmarks/results/``:
    a full training at the rate it returned, and one at the plain range test's rate (the same
    range test's suggestion, no confirmation). ``auto_lr`` is called, never copied, so this
    step measures whatever the library does today (``auto_suite.json``).
-3. ``report``: the tables (markdown) from both files, also written to ``auto_suite.md``.
+   Variants of the defaults (``--confirm``, ``--fraction``, ``--k``, ``--above``) go to
+   another file (``--out``); a full training at a rate is cached in ``auto_suite_scores.json``
+   (per task definition, rate and seed), so variants that return the same rate share it.
+3. ``report``: the tables (markdown) from both files, also written next to the results file
+   (``auto_suite.md``; ``--out`` for a variant's).
 
 Compute is counted in optimizer steps x copies: range-test steps + the confirmation's
 copy-steps, against the grid's steps over one seed (rates x budget), i.e. one ``auto_lr`` call
@@ -25,6 +29,9 @@ Usage (from the repository root)::
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_auto_suite.py grid
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_auto_suite.py auto
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_auto_suite.py report
+    # a variant, e.g. a quarter of the planned training for the confirmation
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_auto_suite.py auto \
+        --fraction 0.25 --out auto_suite_confirm_f025.json
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ def _load(path: Path) -> dict:
 
 def _save(data: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two variants may write one cache at once
     tmp.write_text(json.dumps(data, indent=1, default=float))
     tmp.replace(path)
 
@@ -197,23 +204,32 @@ def _scorer(name: str, seed: int, spec: dict, train_at):
     return score
 
 
-def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float | None) -> None:
+def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float | None,
+             inconclusive: float | None = None) -> None:
     """``auto_lr`` with its defaults (``options`` and ``above`` empty) or a variant of them
     (``options``: keyword arguments of ``auto_lr``; ``above``: the bracket's reach above the
-    range test's minimum, in decades, patched into ``bracket_from_finder``), recorded in
-    ``out``."""
+    range test's minimum, in decades, patched into ``bracket_from_finder``; ``inconclusive``:
+    the confirmation's share of the plan after an inconclusive range test, patched into
+    ``confirm_epochs``), recorded in ``out``."""
     import functools
 
     import common
 
     import lrtune
     import lrtune.auto
-    from lrtune.confirmation.confirm import bracket_from_finder
+    from lrtune.confirmation.confirm import bracket_from_finder, confirm_epochs
 
     if above is not None:
         lrtune.auto.bracket_from_finder = functools.partial(bracket_from_finder, above=above)
+    if inconclusive is not None:
+        def patched(finder, planned, fraction):
+            if finder.verdict == "ok":
+                return confirm_epochs(finder, planned, fraction)
+            return max(1, round(planned * inconclusive))
+
+        lrtune.auto.confirm_epochs = patched
     data = _load(out) or {"runs": {}}
-    here = {**meta(), "options": options, "above": above}
+    here = {**meta(), "options": options, "above": above, "inconclusive": inconclusive}
     for name in names:
         old = name in common.TASKS
         t0 = time.perf_counter()
@@ -416,6 +432,9 @@ def main(argv=None) -> int:
     parser.add_argument("--above", type=float,
                         help="decades the bracket reaches above the range test's minimum "
                              "(a variant; patched into bracket_from_finder)")
+    parser.add_argument("--inconclusive", type=float,
+                        help="the confirmation's share of the plan after an inconclusive range "
+                             "test (a variant; patched into confirm_epochs)")
     args = parser.parse_args(argv)
     out = RESULTS / args.out
     options = {}
@@ -430,7 +449,7 @@ def main(argv=None) -> int:
     if args.what == "grid":
         run_grid(names)
     elif args.what == "auto":
-        run_auto(names, args.tag, out, options, args.above)
+        run_auto(names, args.tag, out, options, args.above, args.inconclusive)
     else:
         text = grid_tables(names) + "\n\n" + report(names, out)
         out.with_suffix(".md").write_text(text + "\n")

@@ -10,27 +10,32 @@ from lrtune.confirmation.result import SweepResult
 
 SPAN_DECADES = 1.75  # bracket width below the range test minimum (8 rates: quarter decades)
 INCONCLUSIVE_SPAN_DECADES = 3.0
-ABOVE_DECADES = 0.0  # how far above the range test's minimum the bracket reaches
-CONFIRM_FRACTION = 0.5  # default budget: half the planned training (0.25 measured worse)
+ABOVE_DECADES = 0.0  # reach above the range test's minimum (0.5 measured no better: §8)
+CONFIRM_FRACTION = 0.25  # share of the plan after a conclusive range test (RESULTS.md §8)
 
 
 def confirm_epochs(finder_result, planned_epochs: int, fraction: float = CONFIRM_FRACTION) -> int:
     """Epochs the confirmation trains: ``fraction`` of the plan after a conclusive range test,
-    the whole plan after an inconclusive one.
+    twice that (at most the whole plan) after an inconclusive one.
 
-    An inconclusive range test says nothing about where the rate should be, and a short run
-    cannot see a collapse that comes late in training (measured: on a deep plain MLP half the
-    budget picked a rate that later collapsed, 23 points below the grid's best; the whole
-    budget came within 0.8 points). The sweep is then a real vectorised mini-grid.
+    Measured on the 11 tasks of ``benchmarks/RESULTS.md`` §8 (confirming every range test):
+    a quarter of the plan met the target on the same 7 tasks as a half, at 0.08-0.19 of a
+    grid's compute instead of 0.15-0.28 where the range test is conclusive. An inconclusive
+    range test bounds nothing, and a short run cannot see a collapse that comes late: there a
+    quarter of the plan picked rates that ended 11-83 points below the grid's best (the slow
+    starter, the deep MLP), while half of it passed the same 2 of 3 tasks as the whole plan,
+    at 0.16-0.22 of the grid instead of 0.26-0.37.
 
     Examples:
         >>> from types import SimpleNamespace
         >>> confirm_epochs(SimpleNamespace(verdict="ok"), 20), confirm_epochs(
         ...     SimpleNamespace(verdict="inconclusive"), 20)
-        (10, 20)
+        (5, 10)
+        >>> confirm_epochs(SimpleNamespace(verdict="inconclusive"), 20, fraction=0.75)
+        20
     """
     if finder_result.verdict != "ok":
-        return planned_epochs
+        fraction = min(1.0, 2 * fraction)
     return max(1, round(planned_epochs * fraction))
 
 
@@ -88,8 +93,8 @@ def confirm_lr(
 ) -> SweepResult:
     """Confirm k rates inside the range test's bracket on a short budget; pick by validation.
 
-    The budget is ``budget_epochs`` or ``budget_steps`` (exactly one); the CLIs pass half
-    of the planned training (:data:`CONFIRM_FRACTION`). The result's ``settings`` record the
+    The budget is ``budget_epochs`` or ``budget_steps`` (exactly one); the CLIs pass
+    :func:`confirm_epochs` of the planned training. The result's ``settings`` record the
     bracket and the range test's suggestion next to the confirmed rate.
 
     Args:
