@@ -393,6 +393,34 @@ def report(names: list[str], out: Path = AUTO_JSON) -> str:
     return text
 
 
+def variants_table(files: list[str], names: list[str]) -> str:
+    """One line per results file of step 2: tasks meeting the per-seed target, tasks within
+    25 % of the grid's compute (mean over seeds), both, the worst regret of each failing
+    task and the compute range (recomputed from the runs; each file's ``report`` as well)."""
+    lines = ["| results file | what | tasks meeting the target (per seed) | compute ≤ 0.25 | "
+             "both | compute / grid (min-max of task means) | failing tasks: worst seed |",
+             "|---" * 7 + "|"]
+    for f in files:
+        data = _load(RESULTS / f)
+        report(names, RESULTS / f)  # refreshes the file's summary
+        summ = _load(RESULTS / f)["summary"]
+        first = next(iter(data.get("meta", {}).values()), {})
+        what = ", ".join([f"{k}={v}" for k, v in first.get("options", {}).items()]
+                         + [f"{k}={first[k]}" for k in ("above", "inconclusive")
+                            if first.get(k) is not None])
+        comp = {n: float(np.mean(v["auto_compute"])) for n, v in summ.items()}
+        ok = [n for n, v in summ.items() if v["auto_pass"]]
+        cheap = [n for n in summ if comp[n] <= 0.25]
+        fails = "; ".join(
+            f"{n} {fmt(max(x for x in v['auto_regret'] if x is not None))}"
+            f"{' pt' if v['kind'] == 'acc' else ' %'}"
+            for n, v in summ.items() if not v["auto_pass"])
+        lines.append(f"| {f} | {what or 'defaults'} | {len(ok)} of {len(summ)} | {len(cheap)} | "
+                     f"{len(set(ok) & set(cheap))} | {min(comp.values()):.2f}-"
+                     f"{max(comp.values()):.2f} | {fails} |")
+    return "\n".join(lines)
+
+
 def grid_tables(names: list[str]) -> str:
     data = _load(GRID_JSON).get("tasks", {})
     out = []
@@ -420,7 +448,7 @@ def main(argv=None) -> int:
     import common
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["grid", "auto", "report"])
+    parser.add_argument("what", choices=["grid", "auto", "report", "variants"])
     parser.add_argument("--tasks", default="", help="comma-separated (default: all)")
     parser.add_argument("--tag", default="run", help="label of this auto run's metadata")
     parser.add_argument("--out", default=AUTO_JSON.name,
@@ -435,6 +463,8 @@ def main(argv=None) -> int:
     parser.add_argument("--inconclusive", type=float,
                         help="the confirmation's share of the plan after an inconclusive range "
                              "test (a variant; patched into confirm_epochs)")
+    parser.add_argument("--files", default=AUTO_JSON.name,
+                        help="variants: comma-separated results files of step 2")
     args = parser.parse_args(argv)
     out = RESULTS / args.out
     options = {}
@@ -450,6 +480,8 @@ def main(argv=None) -> int:
         run_grid(names)
     elif args.what == "auto":
         run_auto(names, args.tag, out, options, args.above, args.inconclusive)
+    elif args.what == "variants":
+        log(variants_table(args.files.split(","), names))
     else:
         text = grid_tables(names) + "\n\n" + report(names, out)
         out.with_suffix(".md").write_text(text + "\n")

@@ -51,7 +51,7 @@ def test_a_conclusive_range_test_is_confirmed_by_default_saying_why(data, capsys
     assert res.reason.startswith(f"confirming: {WHY_CONFIRM}; confirmed by training: ")
     assert "2 of 11 benchmark tasks" in WHY_CONFIRM and "RESULTS.md §8" in WHY_CONFIRM
     assert out.startswith(f"auto_lr: confirming: {WHY_CONFIRM}: confirming 3 rates ")
-    # top of the bracket: the range test's minimum; half the plan after a conclusive test
+    # top of the bracket: the range test's minimum; a quarter of the plan (at least 1 epoch)
     assert res.sweep.lrs[-1] == pytest.approx(res.finder.min_loss_lr, rel=1e-5)
     assert res.sweep.settings["epochs"] == 1
     after = states(m, o)
@@ -78,7 +78,7 @@ def test_confirm_false_keeps_the_range_test_rate_alone(data, capsys):
 def test_an_inconclusive_range_test_is_confirmed_automatically(data, capsys):
     m, o = make()
     before = states(m, o)
-    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16,
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=4, batch_size=16,
                          end_lr=1e-5, num_iters=100, k=3)
     out = capsys.readouterr().out
     assert res.finder.verdict == "inconclusive"
@@ -86,7 +86,8 @@ def test_an_inconclusive_range_test_is_confirmed_automatically(data, capsys):
     assert res.lr == res.sweep.chosen_lr and res.lr in res.sweep.lrs
     assert res.reason.startswith("the range test was inconclusive (flat")
     assert "auto_lr: the range test was inconclusive" in out and "confirming 3 rates" in out
-    # the whole plan after an inconclusive test; the bracket is 3 decades below the last rate
+    # half the plan (twice the quarter) after an inconclusive test; the bracket is 3 decades
+    # below the last rate
     assert res.sweep.settings["epochs"] == 2 and res.settings["confirm_epochs"] == 2
     assert res.sweep.lrs[-1] == pytest.approx(res.finder.stop_lr, rel=1e-5)
     # held out 20 % of 240 rows for the confirmation
@@ -112,7 +113,7 @@ def test_a_schedule_triggers_a_confirmation_under_it(data):
     assert res.finder.verdict == "ok" and res.decided_by == "confirmation"
     assert "not the peak of one_cycle" in res.reason and res.schedule == "one_cycle"
     assert res.sweep.settings["scheduled"] is True and res.sweep.settings["schedule"] == "one_cycle"
-    assert res.sweep.settings["epochs"] == 2  # half the plan after a conclusive range test
+    assert res.sweep.settings["epochs"] == 1  # a quarter of the plan after a conclusive test
     assert "peak of one_cycle" in res.summary()
 
 

@@ -182,7 +182,7 @@ def auto_lr(
     docstring).
 
     The confirmation trains K rates of :func:`~lrtune.confirmation.bracket_from_finder`'s
-    bracket at once on ``confirm_fraction`` of the planned epochs (all of them after an
+    bracket at once on ``confirm_fraction`` of the planned epochs (twice that after an
     inconclusive range test; :func:`~lrtune.confirmation.confirm.confirm_epochs`), each under
     ``schedule``, and picks one by validation (:func:`lrtune.sweep`). The model and the
     optimizer are left as they were (the range test restores them; the sweep trains copies).
@@ -208,7 +208,8 @@ def auto_lr(
             momentum cycle is not reproduced).
         confirm: ``True`` (default: always confirm) or ``False`` (the range test's rate
             alone, ``None`` when it is inconclusive).
-        k: rates the confirmation trains. confirm_fraction: its share of ``epochs``.
+        k: rates the confirmation trains. confirm_fraction: its share of ``epochs`` after a
+            conclusive range test (default 0.25; twice that after an inconclusive one).
         batch_size, seed, precision, clip_grad_norm, clip_grad_value, device: as in
             :func:`lrtune.find_lr` and :func:`lrtune.sweep`.
         start_lr, end_lr, num_iters, rule, **finder_options: the range test's options
@@ -309,7 +310,7 @@ def confirm_range_test(
 ) -> SweepResult:
     """The confirmation of a range test: ``k`` rates of its bracket trained at once (each
     under ``schedule``, time-compressed to the budget) for ``confirm_fraction`` of ``epochs``
-    (all of them after an inconclusive range test), chosen by validation.
+    (twice that after an inconclusive range test), chosen by validation.
 
     :func:`auto_lr` and ``lrtune find --confirm`` run it. ``sweep_options`` go to
     :func:`lrtune.sweep` (``step``, ``precision``, ``engine``, ``device`` ...). The result's

@@ -54,8 +54,8 @@ def test_confirm_lr_runs_inside_the_range_tests_bracket(data):
 @pytest.mark.parametrize(
     ("options", "epochs", "share"),
     [
-        (["--num-iters", "30"], 4, "all 4: the range test was inconclusive"),
-        (["--momentum", "0.9"], 2, "0.5 of 4"),
+        (["--num-iters", "30"], 2, "0.5 of 4: the range test was inconclusive"),
+        (["--momentum", "0.9"], 1, "0.25 of 4"),
     ],
     ids=["inconclusive", "conclusive"],
 )
