@@ -5,7 +5,7 @@ by the vectorised :func:`lrtune.sweep`, chosen by validation) follows **by defau
 the range test's rule alone is not reliable enough to stand: on the 11 tasks of
 ``benchmarks/RESULTS.md`` §8 the plain range test (``steepest``, 300 steps, a constant rate)
 met the target (within 1 accuracy point / 5 % of loss of a grid's best, on every seed) on
-2 tasks, and its conclusive answers were 1.3-45x below the best on 6 of them; with the
+2 tasks, and its conclusive answers were 1.3-45x below the best on 5 of them; with the
 confirmation ``auto_lr`` met it on 7. The one line it prints (``result.reason``) names the
 situation: an inconclusive range test (no rate to give), a schedule (the range test's rate is
 a constant-rate answer, not a peak) or that measurement. ``confirm=False`` skips the

@@ -20,11 +20,11 @@ def confirm_epochs(finder_result, planned_epochs: int, fraction: float = CONFIRM
 
     Measured on the 11 tasks of ``benchmarks/RESULTS.md`` §8 (confirming every range test):
     a quarter of the plan met the target on the same 7 tasks as a half, at 0.08-0.19 of a
-    grid's compute instead of 0.15-0.28 where the range test is conclusive. An inconclusive
+    grid's compute instead of 0.15-0.32 where the range test is conclusive. An inconclusive
     range test bounds nothing, and a short run cannot see a collapse that comes late: there a
-    quarter of the plan picked rates that ended 11-83 points below the grid's best (the slow
-    starter, the deep MLP), while half of it passed the same 2 of 3 tasks as the whole plan,
-    at 0.16-0.22 of the grid instead of 0.26-0.37.
+    quarter of the plan picked rates that ended up to 83 points below the grid's best (the
+    slow starter, the deep MLP), while half of it passed the same 2 of 3 tasks as the whole
+    plan, at 0.16-0.22 of the grid instead of 0.26-0.37.
 
     Examples:
         >>> from types import SimpleNamespace
