@@ -17,7 +17,7 @@ def test_second_opinion_runs_tuned_prodigy_and_schedule_free_over_seeds(tmp_path
         (name, seed) for seed in (0, 1)
         for name in ("tuned rate (--lr auto)", "Prodigy", "Schedule-Free AdamW")]
     tuned, prodigy, free = runs[:3]
-    assert tuned["summary"]["lr_source"] == "range test"  # --lr 0.5 became --lr auto
+    assert tuned["summary"]["lr_source"] == "confirmation"  # --lr 0.5 became --lr auto
     assert tuned["summary"]["optimizer"] == "sgd" and tuned["summary"]["seconds_lr_search"] > 0
     assert prodigy["summary"]["optimizer"] == "prodigy" and prodigy["summary"]["lr"] == 1.0
     assert free["summary"]["optimizer"] == "schedulefree-adamw"

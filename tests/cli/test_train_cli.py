@@ -96,14 +96,17 @@ def test_non_finite_loss_exits_non_zero(tmp_path, capsys):
     assert not (out / "checkpoints" / "best.pt").exists()
 
 
-def test_lr_auto_trains_a_fresh_init_with_the_suggestion(tmp_path, capsys):
+def test_lr_auto_confirms_by_default_and_trains_a_fresh_init_at_the_rate(tmp_path, capsys):
     code, auto = _train(tmp_path, "--lr", "auto", "--epochs", "1", "--batch-size", "64",
                         name="auto")
     assert code == 0
-    assert "range test: suggested lr" in capsys.readouterr().out
-    assert (auto / "lr_find" / "lr_find.json").exists()
-    lr = json.loads((auto / "summary.json").read_text())["lr"]
-    assert lr == json.loads((auto / "lr_find" / "lr_find.json").read_text())["suggested_lr"]
+    printed = capsys.readouterr().out
+    assert "range test: suggested lr" in printed
+    assert "auto_lr: confirming: the range test's rule alone met the target on 2 of 11" in printed
+    found = json.loads((auto / "lr_find" / "lr_find.json").read_text())
+    summary = json.loads((auto / "summary.json").read_text())
+    lr = summary["lr"]
+    assert summary["lr_source"] == "confirmation" and lr == found["confirmed_lr"]
     code, given = _train(tmp_path, "--lr", repr(lr), "--epochs", "1", "--batch-size", "64",
                          name="given")
     assert code == 0

@@ -11,9 +11,17 @@ def test_train_lr_auto_confirm_trains_at_the_confirmed_rate(tmp_path, capsys):
     found = json.loads((out / "lr_find" / "lr_find.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert len(found["confirm"]["candidates"]) == 3
-    assert found["confirm"]["epochs"] == 1  # half of the planned 2 epochs
+    assert found["confirm"]["epochs"] == 1  # a quarter of the planned 2 epochs, at least 1
     assert summary["lr"] == found["confirmed_lr"]
     assert (out / "lr_find" / "sweep.png").is_file()
+
+
+def test_lr_auto_checks_the_confirmation_fraction_without_confirm(tmp_path, capsys):
+    # --lr auto confirms by default, so its fraction is checked before anything is written
+    assert main(["train", "--lr", "auto", "--confirm-fraction", "2",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--confirm-fraction must be in (0, 1], got 2.0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_confirm_needs_lr_auto(tmp_path, capsys):

@@ -29,6 +29,10 @@ def test_bracket_rules():
     assert bracket_from_finder(low_suggestion)[0] == pytest.approx(5e-4)
     flat = SimpleNamespace(verdict="inconclusive", min_loss_lr=0.5, suggested_lr=None, stop_lr=2.0)
     assert bracket_from_finder(flat) == pytest.approx((2e-3, 2.0))
+    # reaching above the minimum (a benchmark variant): never past the divergence point
+    assert bracket_from_finder(ok, above=0.5) == pytest.approx((0.5 / 10**1.75, 0.5 * 10**0.5))
+    assert bracket_from_finder(ok, above=1.0)[1] == 2.0
+    assert bracket_from_finder(flat, above=1.0) == pytest.approx((2e-3, 2.0))  # ignored
 
 
 def test_confirm_lr_runs_inside_the_range_tests_bracket(data):
@@ -54,8 +58,8 @@ def test_confirm_lr_runs_inside_the_range_tests_bracket(data):
 @pytest.mark.parametrize(
     ("options", "epochs", "share"),
     [
-        (["--num-iters", "30"], 4, "all 4: the range test was inconclusive"),
-        (["--momentum", "0.9"], 2, "0.5 of 4"),
+        (["--num-iters", "30"], 2, "0.5 of 4: the range test was inconclusive"),
+        (["--momentum", "0.9"], 1, "0.25 of 4"),
     ],
     ids=["inconclusive", "conclusive"],
 )

@@ -219,8 +219,7 @@ def test_cli_find_under_torchrun_writes_once_and_ranks_agree(tmp_path):
 
 
 def test_cli_train_lr_auto_under_torchrun_confirms_on_rank_0_and_ranks_agree(tmp_path):
-    # 40 range-test steps: inconclusive, or fewer than the 300 measured reliable: auto_lr
-    # confirms on rank 0 either way
+    # auto_lr confirms by default, on rank 0
     done = _torchrun("train", "--lr", "auto", "--num-iters", "40", "--start-lr", "1e-4",
                      "--confirm-fraction", "1", "--epochs", "1", "--batch-size", "16",
                      "--verbose", "2", "--out", "run", cwd=tmp_path)

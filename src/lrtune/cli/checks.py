@@ -98,7 +98,10 @@ def check_model_options(args) -> None:
 
 
 def check_confirm_options(args) -> None:
-    if args.confirm and args.confirm_fraction > 1:
+    # `train --lr auto` confirms unless --no-confirm; `find` only with --confirm
+    confirming = args.confirm or (getattr(args, "lr", None) == "auto"
+                                  and not getattr(args, "no_confirm", False))
+    if confirming and args.confirm_fraction > 1:
         raise UsageError(f"--confirm-fraction must be in (0, 1], got {args.confirm_fraction}")
 
 

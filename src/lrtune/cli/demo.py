@@ -48,8 +48,10 @@ def run(args) -> int:
 
     check_output_path(args.out)
     out = Path(args.out)
+    # seed 000's recipe is the range test's suggestion itself (--lr auto would confirm it)
     train_argv = ["--dataset", args.dataset, "--model", "mlp", "--optimizer", args.optimizer,
-                  "--momentum", str(args.momentum), "--lr", "auto", "--epochs", str(args.epochs),
+                  "--momentum", str(args.momentum), "--lr", "auto", "--no-confirm",
+                  "--epochs", str(args.epochs),
                   "--patience", str(args.patience), "--batch-size", str(args.batch_size),
                   "--seed", str(args.seed)]
     if args.data_dir:

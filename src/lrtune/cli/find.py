@@ -111,7 +111,8 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
     paths = auto.save(out)
     epochs = swept.settings["epochs"]
     share = (f"{args.confirm_fraction:g} of {args.epochs}" if result.verdict == "ok" else
-             f"all {args.epochs}: the range test was inconclusive")
+             f"{min(1.0, 2 * args.confirm_fraction):g} of {args.epochs}: the range test was "
+             "inconclusive")
     print(f"confirmation: {args.confirm} rates, {epochs} epochs each ({share}): "
           f"{swept.summary()}")
     print(swept.table())

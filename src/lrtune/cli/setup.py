@@ -22,7 +22,7 @@ from lrtune.cli.common import (
 from lrtune.lr_free import LR_FREE
 
 MIN_NUM_ITERS = 8  # as lrtune.finder.suggest.MIN_POINTS: fewer points give no verdict
-CONFIRM_FRACTION = 0.5  # as lrtune.confirmation.confirm (copied: --help must not import torch)
+CONFIRM_FRACTION = 0.25  # as lrtune.confirmation.confirm (copied: --help must not import torch)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,19 +84,20 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                    metavar="K",
                    help="train K rates (default 8) inside the range test's bracket at once "
                         "(vectorised) on a short budget and pick the best by validation"
-                        + ("; --lr auto does this by itself when the range test is "
-                           "inconclusive or known to be unreliable here" if automatic else ""))
+                        + ("; --lr auto always does this (unless --no-confirm): --confirm K "
+                           "sets K" if automatic else ""))
     if automatic:
         p.add_argument("--no-confirm", action="store_true",
-                       help="--lr auto: never confirm (the range test's rate, or an error when "
-                            "it is inconclusive)")
+                       help="--lr auto: skip the confirmation (the range test's rate alone, "
+                            "or an error when it is inconclusive)")
     if with_epochs:  # `lrtune train` has its own --epochs
         p.add_argument("--epochs", type=positive_int, default=20,
                        help="planned training epochs; --confirm trains --confirm-fraction of "
-                            "them (all of them after an inconclusive range test)")
+                            "them (twice that after an inconclusive range test)")
     p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
-                   help=f"share of the planned epochs the confirmation trains "
-                        f"(default {CONFIRM_FRACTION})")
+                   help=f"share of the planned epochs the confirmation trains after a "
+                        f"conclusive range test, twice that (at most all) after an "
+                        f"inconclusive one (default {CONFIRM_FRACTION})")
 
 
 def build_setup(args):

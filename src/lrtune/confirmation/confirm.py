@@ -10,37 +10,49 @@ from lrtune.confirmation.result import SweepResult
 
 SPAN_DECADES = 1.75  # bracket width below the range test minimum (8 rates: quarter decades)
 INCONCLUSIVE_SPAN_DECADES = 3.0
-CONFIRM_FRACTION = 0.5  # default budget: half the planned training (0.25 measured worse)
+ABOVE_DECADES = 0.0  # reach above the range test's minimum (0.5 measured no better: §8)
+CONFIRM_FRACTION = 0.25  # share of the plan after a conclusive range test (RESULTS.md §8)
 
 
 def confirm_epochs(finder_result, planned_epochs: int, fraction: float = CONFIRM_FRACTION) -> int:
     """Epochs the confirmation trains: ``fraction`` of the plan after a conclusive range test,
-    the whole plan after an inconclusive one.
+    twice that (at most the whole plan) after an inconclusive one.
 
-    An inconclusive range test says nothing about where the rate should be, and a short run
-    cannot see a collapse that comes late in training (measured: on a deep plain MLP half the
-    budget picked a rate that later collapsed, 23 points below the grid's best; the whole
-    budget came within 0.8 points). The sweep is then a real vectorised mini-grid.
+    Measured on the 11 tasks of ``benchmarks/RESULTS.md`` §8 (confirming every range test):
+    a quarter of the plan met the target on the same 7 tasks as a half, at 0.08-0.19 of a
+    grid's compute instead of 0.15-0.32 where the range test is conclusive. An inconclusive
+    range test bounds nothing, and a short run cannot see a collapse that comes late: there a
+    quarter of the plan picked rates that ended up to 83 points below the grid's best (the
+    slow starter, the deep MLP), while half of it passed the same 2 of 3 tasks as the whole
+    plan, at 0.16-0.22 of the grid instead of 0.26-0.37.
 
     Examples:
         >>> from types import SimpleNamespace
         >>> confirm_epochs(SimpleNamespace(verdict="ok"), 20), confirm_epochs(
         ...     SimpleNamespace(verdict="inconclusive"), 20)
-        (10, 20)
+        (5, 10)
+        >>> confirm_epochs(SimpleNamespace(verdict="inconclusive"), 20, fraction=0.75)
+        20
     """
     if finder_result.verdict != "ok":
-        return planned_epochs
+        fraction = min(1.0, 2 * fraction)
     return max(1, round(planned_epochs * fraction))
 
 
-def bracket_from_finder(result, *, span: float = SPAN_DECADES) -> tuple[float, float]:
+def bracket_from_finder(result, *, span: float = SPAN_DECADES,
+                        above: float | None = None) -> tuple[float, float]:
     """The rates worth confirming, from a :class:`~lrtune.finder.FinderResult`.
 
-    Top: the rate at the minimum of the smoothed range-test curve. Above it the short sweep's
-    loss already rises, and a full run collapses lower still, so no rate above it is a
-    candidate. Bottom: ``span`` decades lower, and never above half the range test's own
-    suggestion. When the range test is inconclusive its minimum means little: the top is then
-    the last rate it reached and the bracket spans 3 decades.
+    Top: the rate at the minimum of the smoothed range-test curve (above it the short sweep's
+    loss already rises). Bottom: ``span`` decades lower, and never above half the range test's
+    own suggestion. When the range test is inconclusive its minimum means little: the top is
+    then the last rate it reached and the bracket spans 3 decades.
+
+    ``above`` (decades, default :data:`ABOVE_DECADES`, 0) lifts a conclusive bracket's top
+    above the minimum, never past the rate where the range test stopped. Measured on the 11
+    tasks of ``benchmarks/RESULTS.md`` §8: a grid's best rate lay above the minimum on 10 of
+    33 seeds (by at most 2.2x) and the confirmed rate met the target on all of those tasks but
+    one; 0.5 decade higher met it on one task fewer.
 
     Examples:
         >>> from types import SimpleNamespace
@@ -50,8 +62,11 @@ def bracket_from_finder(result, *, span: float = SPAN_DECADES) -> tuple[float, f
         (0.0178, 1.0)
     """
     if result.verdict == "ok":
-        hi = float(result.min_loss_lr)
-        lo = hi / 10**span
+        lo = float(result.min_loss_lr) / 10**span
+        up = ABOVE_DECADES if above is None else above
+        hi = float(result.min_loss_lr) * 10**up
+        if up > 0 and result.stop_lr is not None:
+            hi = min(hi, float(result.stop_lr))
         if result.suggested_lr is not None:
             lo = min(lo, float(result.suggested_lr) / 2)
     else:
@@ -83,8 +98,8 @@ def confirm_lr(
 ) -> SweepResult:
     """Confirm k rates inside the range test's bracket on a short budget; pick by validation.
 
-    The budget is ``budget_epochs`` or ``budget_steps`` (exactly one); the CLIs pass half
-    of the planned training (:data:`CONFIRM_FRACTION`). The result's ``settings`` record the
+    The budget is ``budget_epochs`` or ``budget_steps`` (exactly one); the CLIs pass
+    :func:`confirm_epochs` of the planned training. The result's ``settings`` record the
     bracket and the range test's suggestion next to the confirmed rate.
 
     Args:
