@@ -115,6 +115,12 @@ def test_lr_auto_confirms_by_default_and_trains_a_fresh_init_at_the_rate(tmp_pat
     b = load_checkpoint(given / "checkpoints" / "last.pt")["model"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    # a resumed run keeps the rate it chose and says where that rate came from
+    code, _ = _train(tmp_path, "--lr", "auto", "--epochs", "2", "--batch-size", "64",
+                     "--resume", name="auto")
+    assert code == 0
+    resumed = json.loads((auto / "summary.json").read_text())
+    assert (resumed["lr"], resumed["lr_source"]) == (lr, "confirmation")
 
 
 def test_lr_auto_inconclusive_without_confirmation_is_a_clear_error(tmp_path, capsys):

@@ -182,8 +182,8 @@ def run_training(args) -> dict:
     lr_source = "given"
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module
     if state is not None and args.lr == "auto":
-        lr = float(state["extra"]["lr"])  # the rate the interrupted run chose
-        lr_source = "range test"
+        lr = float(state["extra"]["lr"])  # the rate the interrupted run chose, and how
+        lr_source = state["extra"].get("lr_source", "range test")
     elif args.lr == "auto":
         search_start = time.perf_counter()
         lr, lr_source = _auto_lr(args, splits, model, net, optimizer, loss_fn, device, out)
@@ -205,7 +205,8 @@ def run_training(args) -> dict:
                                        restore_best_weights=True))
     spec = model_spec(args.model, splits)
     checkpoint = Checkpoint(out / "checkpoints", monitor="valid_loss",
-                            extra={"lr": lr, "settings": settings, "model_spec": spec})
+                            extra={"lr": lr, "lr_source": lr_source, "settings": settings,
+                                   "model_spec": spec})
     callbacks += [checkpoint, TensorBoard(out / "tensorboard")]
     trainer = Trainer(net, optimizer, loss_fn, metrics=["accuracy"] if classification else None,
                       callbacks=callbacks, schedules=schedules, augment=augment, device=device,
