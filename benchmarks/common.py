@@ -50,8 +50,13 @@ class Task:
     note: str = ""
 
     def grid_lrs(self) -> list[float]:
-        lo, hi = (round(4 * math.log10(v)) for v in self.grid)
-        return [float(10 ** (k / 4)) for k in range(lo, hi + 1)]
+        return quarter_decades(*self.grid)
+
+
+def quarter_decades(lowest: float, highest: float) -> list[float]:
+    """The grid's rates: 10^(k/4) from ``lowest`` to ``highest``, both rounded to the grid."""
+    lo, hi = (round(4 * math.log10(v)) for v in (lowest, highest))
+    return [float(10 ** (k / 4)) for k in range(lo, hi + 1)]
 
 
 TASKS: dict[str, Task] = {

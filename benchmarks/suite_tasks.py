@@ -66,8 +66,9 @@ class SuiteTask:
     note: str = ""
 
     def grid_lrs(self) -> list[float]:
-        lo, hi = (round(4 * math.log10(v)) for v in self.grid)
-        return [float(10 ** (k / 4)) for k in range(lo, hi + 1)]
+        from common import quarter_decades  # the same grid rule as section 1's suite
+
+        return quarter_decades(*self.grid)
 
 
 TASKS: dict[str, SuiteTask] = {

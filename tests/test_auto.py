@@ -36,6 +36,11 @@ def states(m, o):
             json.dumps(o.state_dict()["param_groups"]))
 
 
+def assert_unchanged(m, o, before):
+    """The model's weights and the optimizer's groups are as they were before the call."""
+    assert_unchanged(m, o, before)
+
+
 def test_export():
     assert lrtune.auto_lr.__module__ == "lrtune.auto" and lrtune.AutoLRResult is AutoLRResult
 
@@ -54,10 +59,7 @@ def test_a_conclusive_range_test_is_confirmed_by_default_saying_why(data, capsys
     # top of the bracket: the range test's minimum; a quarter of the plan (at least 1 epoch)
     assert res.sweep.lrs[-1] == pytest.approx(res.finder.min_loss_lr, rel=1e-5)
     assert res.sweep.settings["epochs"] == 1
-    after = states(m, o)
-    assert after[1] == before[1]
-    for k, v in before[0].items():
-        assert torch.equal(after[0][k], v), k
+    assert_unchanged(m, o, before)
 
 
 def test_confirm_false_keeps_the_range_test_rate_alone(data, capsys):
@@ -69,10 +71,7 @@ def test_confirm_false_keeps_the_range_test_rate_alone(data, capsys):
     assert res.decided_by == "range test" and res.lr == res.finder.suggested_lr
     assert res.reason == f"range test only (confirm=False): {res.finder.summary()}"
     assert capsys.readouterr().out.strip() == f"auto_lr: {res.reason}"
-    after = states(m, o)
-    assert after[1] == before[1]
-    for k, v in before[0].items():
-        assert torch.equal(after[0][k], v), k
+    assert_unchanged(m, o, before)
 
 
 def test_an_inconclusive_range_test_is_confirmed_automatically(data, capsys):
