@@ -42,3 +42,15 @@ def test_train_lr_auto_rejects_a_bad_range_test_option(tmp_path, capsys):
     assert main(["train", "--lr", "auto", "--rule", "guess", "--out", str(tmp_path / "r")]) == 2
     assert "unknown --rule 'guess'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_halving_and_choice_reach_the_confirmation(tmp_path):
+    runs = {"default": [], "set": ["--halving", "off", "--choice", "final"]}
+    for name, extra in runs.items():
+        assert main(["train", "--lr", "auto", "--confirm", "4", "--epochs", "1", "--verbose", "0",
+                     "--out", str(tmp_path / name), *extra]) == 0
+    swept = {name: json.loads((tmp_path / name / "lr_find" / "sweep.json").read_text())
+             for name in runs}
+    assert swept["default"]["choice"] == "window"
+    assert swept["default"]["settings"]["halving"]["rungs"] == [0.25, 0.5]
+    assert swept["set"]["choice"] == "final" and swept["set"]["settings"]["halving"] is None

@@ -12,6 +12,7 @@ from lrtune.cli.setup import (
     add_range_test_arguments,
     build_setup,
     check_range_test_options,
+    sweep_choices,
 )
 
 EPILOG = """examples:
@@ -102,7 +103,8 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
                                epochs=args.epochs, k=args.confirm,
                                confirm_fraction=args.confirm_fraction,
                                batch_size=args.batch_size, seed=args.seed, device=device,
-                               precision=args.precision, clip_grad_norm=args.clip_grad_norm)
+                               precision=args.precision, clip_grad_norm=args.clip_grad_norm,
+                               **sweep_choices(args))
     lr = swept.chosen_lr
     reason = f"confirmation requested (--confirm {args.confirm}): " + (
         swept.summary() if lr is not None else swept.reason)

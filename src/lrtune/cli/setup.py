@@ -94,10 +94,24 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
         p.add_argument("--epochs", type=positive_int, default=20,
                        help="planned training epochs; --confirm trains --confirm-fraction of "
                             "them (twice that after an inconclusive range test)")
+    p.add_argument("--halving", choices=("auto", "on", "off"), default="auto",
+                   help="successive halving in the confirmation: stop rates clearly behind the "
+                        "best at a quarter and half of its budget (auto: on for a constant "
+                        "rate, off under a schedule)")
+    p.add_argument("--choice", choices=("window", "final"), default="window",
+                   help="how the confirmation picks: window = mean validation loss over the "
+                        "last quarter of its evaluations, final = the last evaluation's metric "
+                        "(the lowest rate within noise of the best, either way)")
     p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
                    help=f"share of the planned epochs the confirmation trains after a "
                         f"conclusive range test, twice that (at most all) after an "
                         f"inconclusive one (default {CONFIRM_FRACTION})")
+
+
+def sweep_choices(args) -> dict:
+    """The confirmation's ``halving=`` and ``choice=`` from ``--halving`` and ``--choice``."""
+    return {"halving": {"on": True, "off": False}.get(args.halving, args.halving),
+            "choice": args.choice}
 
 
 def build_setup(args):

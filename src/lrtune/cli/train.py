@@ -31,6 +31,7 @@ from lrtune.cli.setup import (
     add_model_arguments,
     add_range_test_arguments,
     build_setup,
+    sweep_choices,
 )
 from lrtune.trained import model_spec
 
@@ -318,7 +319,8 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
                          batch_size=args.batch_size, seed=args.seed, precision=args.precision,
                          clip_grad_norm=args.clip_grad_norm, start_lr=args.start_lr,
                          end_lr=args.end_lr, num_iters=args.num_iters, rule=args.rule,
-                         device=device, verbose=bool(args.verbose), finder=finder)
+                         device=device, verbose=bool(args.verbose), finder=finder,
+                         **sweep_choices(args))
         paths = result.save(out / "lr_find")
         if args.verbose:
             print(f"range test: {result.finder.summary()}")
