@@ -63,6 +63,17 @@ def _check_legends_clear(fig):
 
 
 @pytest.fixture
+def figures():
+    """A list to append matplotlib figures to; they are closed after the test."""
+    from lrtune.plots import pyplot
+
+    made = []
+    yield made
+    for fig in made:
+        pyplot().close(fig)
+
+
+@pytest.fixture
 def legends_clear():
     """``legends_clear(fig)``: check that no legend of ``fig`` covers data; the legends."""
     return _check_legends_clear

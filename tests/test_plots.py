@@ -21,14 +21,6 @@ def finder_result(**suggestions) -> FinderResult:
         rule="steepest", suggested_lr=suggestions.get("steepest"), verdict="ok")
 
 
-@pytest.fixture
-def figures():
-    made = []
-    yield made
-    for fig in made:
-        pyplot().close(fig)
-
-
 def markers(ax):
     return [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "")]
 

@@ -164,14 +164,10 @@ def _kill_when(out: Path, proc: subprocess.Popen, min_epoch: int, report: dict) 
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("extra", [
-    [],
-    ["--precision", "16-mixed", "--clip-grad-norm", "1.0", "--accumulation-steps", "2"],
-], ids=["fp32", "fp16-scaler-clip-accumulate"])
-def test_kill_9_and_resume_equals_a_straight_run(tmp_path, extra):
-    """A real ``kill -9`` mid-run, then ``--resume``: weights and history bit-identical."""
-    common = ["--epochs", "6", "--lr", "0.05", "--momentum", "0.9", "--batch-size", "8",
-              "--patience", "4", "--verbose", "0", *extra]
+def kill_9_resume_and_compare(tmp_path, common: list[str], epochs: int):
+    """Run ``lrtune train *common`` straight and, in a subprocess, killed with ``kill -9`` once
+    epoch 2 is checkpointed, then ``--resume``d; assert weights, history and test loss are
+    bit-identical. Returns the two runs' checkpoints (straight, killed) for further checks."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "lrtune", "train", *common, "--out", str(killed)]
@@ -189,25 +185,38 @@ def test_kill_9_and_resume_equals_a_straight_run(tmp_path, extra):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -9, f"not killed (rc {proc.returncode}): {err.decode()[-2000:]}"
     assert "unreadable" not in report
-    at_kill = load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"]
-    assert 2 <= at_kill < 6
+    assert 2 <= load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"] < epochs
 
     resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     straight = tmp_path / "straight"
+    checkpoints = {}
     for name in ("last.pt", "best.pt"):
         a = load_checkpoint(straight / "checkpoints" / name)
         b = load_checkpoint(killed / "checkpoints" / name)
         assert a["epoch"] == b["epoch"]
         for key in a["model"]:
             assert torch.equal(a["model"][key], b["model"][key]), (name, key)
+        checkpoints[name] = (a, b)
     assert _epochs_without_durations(killed) == _epochs_without_durations(straight)
     batches = [json.loads((d / "history.json").read_text())["batches"] for d in (straight, killed)]
     assert batches[0] == batches[1]
     summaries = [json.loads((d / "summary.json").read_text()) for d in (straight, killed)]
     assert summaries[0]["test_loss"] == summaries[1]["test_loss"]
     assert summaries[0]["best_epoch"] == summaries[1]["best_epoch"]
+    return checkpoints
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    ["--precision", "16-mixed", "--clip-grad-norm", "1.0", "--accumulation-steps", "2"],
+], ids=["fp32", "fp16-scaler-clip-accumulate"])
+def test_kill_9_and_resume_equals_a_straight_run(tmp_path, extra):
+    """A real ``kill -9`` mid-run, then ``--resume``: weights and history bit-identical."""
+    kill_9_resume_and_compare(tmp_path, ["--epochs", "6", "--lr", "0.05", "--momentum", "0.9",
+                                         "--batch-size", "8", "--patience", "4", "--verbose",
+                                         "0", *extra], epochs=6)
 
 
 # --- these need the schedules and data packages of the other issues -------------------------

@@ -1,12 +1,7 @@
 import json
-import os
-import subprocess
-import sys
-import threading
 
 import pytest
-import torch
-from test_train_cli import SRC, _epochs_without_durations, _kill_when, _train
+from test_train_cli import _train, kill_9_resume_and_compare
 
 from lrtune.cli import main
 from lrtune.training import load_checkpoint
@@ -61,41 +56,10 @@ def test_resume_refuses_another_length_for_schedule_free(tmp_path, capsys):
 
 @pytest.mark.parametrize("optimizer", ["schedulefree-adamw", "prodigy"])
 def test_kill_9_and_resume_equals_a_straight_run(tmp_path, optimizer):
-    """A real ``kill -9`` mid-run, then ``--resume``: weights and history bit-identical."""
-    common = ["--optimizer", optimizer, "--epochs", "5", "--batch-size", "16", "--patience", "4",
-              "--verbose", "0"]
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "lrtune", "train", *common, "--out", str(killed)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    report: dict = {}
-    watcher = threading.Thread(target=_kill_when, args=(killed, proc, 2, report))
-    watcher.start()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the straight run, meanwhile, in this process, like the children
-    try:
-        assert main(["train", *common, "--out", str(tmp_path / "straight")]) == 0
-    finally:
-        torch.set_num_threads(threads)
-        watcher.join()
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == -9, f"not killed (rc {proc.returncode}): {err.decode()[-2000:]}"
-    assert "unreadable" not in report
-    assert 2 <= load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"] < 5
-
-    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    straight = tmp_path / "straight"
-    for name in ("last.pt", "best.pt"):
-        a = load_checkpoint(straight / "checkpoints" / name)
-        b = load_checkpoint(killed / "checkpoints" / name)
-        assert a["epoch"] == b["epoch"]
-        for key in a["model"]:
-            assert torch.equal(a["model"][key], b["model"][key]), (name, key)
-        assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
-    assert _epochs_without_durations(killed) == _epochs_without_durations(straight)
-    batches = [json.loads((d / "history.json").read_text())["batches"] for d in (straight, killed)]
-    assert batches[0] == batches[1]
-    summaries = [json.loads((d / "summary.json").read_text()) for d in (straight, killed)]
-    assert summaries[0]["test_loss"] == summaries[1]["test_loss"]
+    """A real ``kill -9`` mid-run, then ``--resume``: weights, history and the optimizer's
+    own state (Prodigy's d, Schedule-Free's averaging) bit-identical."""
+    checkpoints = kill_9_resume_and_compare(
+        tmp_path, ["--optimizer", optimizer, "--epochs", "5", "--batch-size", "16",
+                   "--patience", "4", "--verbose", "0"], epochs=5)
+    for straight, killed in checkpoints.values():
+        assert straight["optimizer"]["param_groups"] == killed["optimizer"]["param_groups"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-from lrtune.plots import pyplot
 from lrtune.training.curves import plot_history
 from lrtune.training.history import History
 
@@ -20,14 +17,6 @@ def history(momentum: float | None = 0.9, metrics=("valid_accuracy", "valid_f1")
             # a constant lr and a constant momentum: on shared axes these lines coincided
             h.add_batch(step, epoch, batch, train, 0.1, momentum)
     return h
-
-
-@pytest.fixture
-def figures():
-    made = []
-    yield made
-    for fig in made:
-        pyplot().close(fig)
 
 
 def test_every_scale_has_its_own_panel_and_legend(figures, legends_clear, texts_of):
