@@ -81,6 +81,13 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _plain(spec: dict) -> dict:
+    """``spec`` as it reads back from JSON (tuples become lists), so that a stored spec compares
+    equal to the task's own: without this every cache lookup missed (and a rerun of the grid
+    would start every task afresh)."""
+    return json.loads(json.dumps(spec))
+
+
 def _save(data: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two variants may write one cache at once
@@ -118,7 +125,7 @@ def run_grid(names: list[str]) -> None:
     data = _load(GRID_JSON) or {"tasks": {}, "runs": {}}
     for name in names:
         gt = _grid_task(name)
-        spec = gt["spec"]
+        spec = _plain(gt["spec"])
         if data["tasks"].get(name, {}).get("spec") != spec:  # a changed task: start afresh
             data["runs"][name] = {}
         data["tasks"][name] = {"spec": spec, "meta_start": meta()}
@@ -188,6 +195,8 @@ def _scorer(name: str, seed: int, spec: dict, train_at):
     and seed (a full training is deterministic on one machine: step 2 ran three times with
     identical records), so variants that return the same rate do not train it again."""
 
+    spec = _plain(spec)
+
     def score(lr: float) -> float:
         key = f"{lr!r}|{seed}"
         entry = _load(SCORES_JSON).get(name, {})
@@ -202,6 +211,43 @@ def _scorer(name: str, seed: int, spec: dict, train_at):
         return value
 
     return score
+
+
+def task_scorer(name: str, seed: int):
+    """``lr -> score`` of a full training of task ``name`` with training seed ``seed`` (the
+    grid's training, cached in ``auto_suite_scores.json``)."""
+    import common
+
+    if name in common.TASKS:
+        task = common.TASKS[name]
+        return _scorer(name, seed, common.task_dict(task), lambda lr:
+                       common.train(task, lr, seed)[common.metric_name(task)])
+    task = st.TASKS[name]
+    return _scorer(name, seed, st.task_dict(task), lambda lr:
+                   st.train_run(task, lr, seed)[st.score_key(task)])
+
+
+def rate_scores(name: str, lr: float | None) -> list[float] | None:
+    """The scores of full trainings at ``lr`` with each of the grid's training seeds (the
+    "rate regret" compares their mean with the grid's best mean); None without a rate."""
+    return None if lr is None else [task_scorer(name, s)(lr) for s in SEEDS]
+
+
+def fill_rate_scores(out: Path, names: list[str]) -> None:
+    """Add the per-seed scores at each call's returned rate (``auto_lr``'s and the plain range
+    test's) to the records of ``out`` that lack them: full trainings through the cache, never
+    a grid or an ``auto_lr`` call again."""
+    for key, rec in (_load(out).get("runs") or {}).items():
+        if rec["task"] not in names or ("rate_scores" in rec
+                                         and "range_test_rate_scores" in rec):
+            continue
+        rec["rate_scores"] = rate_scores(rec["task"], rec["lr"])
+        rec["range_test_rate_scores"] = rate_scores(rec["task"], rec["range_test_lr"])
+        data = _load(out)  # merge: another run may have written meanwhile
+        data["runs"][key] = rec
+        _save(data, out)
+        log(f"{key}: rate scores {rec['rate_scores']}, range test's "
+            f"{rec['range_test_rate_scores']}")
 
 
 def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float | None,
@@ -240,15 +286,12 @@ def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float 
                 model, opt, loss_fn = common.build(task, s, lr=1e-3)
                 train, valid, epochs, bs, schedule = (sp.train, sp.valid, task.epochs,
                                                       task.batch_size, None)
-                score = _scorer(name, s, common.task_dict(task), lambda lr, task=task, s=s:
-                                common.train(task, lr, s)[common.metric_name(task)])
             else:
                 task = st.TASKS[name]
                 train, valid, _ = st.splits(task.data)
                 model, opt, loss_fn = st.build(task, s, lr=1e-3)
                 epochs, bs, schedule = task.epochs, task.batch_size, task.schedule
-                score = _scorer(name, s, st.task_dict(task), lambda lr, task=task, s=s:
-                                st.train_run(task, lr, s)[st.score_key(task)])
+            score = task_scorer(name, s)
             c0 = time.perf_counter()
             res = lrtune.auto_lr(model, opt, loss_fn, train, valid, epochs=epochs,
                                  batch_size=bs, seed=s, schedule=schedule, verbose=False,
@@ -270,10 +313,13 @@ def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float 
                     "score_name": sw.score_name, "diverged_step": sw.diverged_step,
                     "stopped_step": sw.stopped_step, "compute_fraction": sw.compute_fraction,
                     "engine": sw.engine, "steps": sw.settings.get("steps"),
-                    "chosen_lr": sw.chosen_lr, "reason": sw.reason},
+                    "chosen_lr": sw.chosen_lr, "reason": sw.reason,
+                    "curve_steps": sw.steps, "valid_loss": sw.valid_loss},
                 "score": None if res.lr is None else score(res.lr),
                 "range_test_score": (None if fin.suggested_lr is None
                                      else score(fin.suggested_lr)),
+                "rate_scores": rate_scores(name, res.lr),
+                "range_test_rate_scores": rate_scores(name, fin.suggested_lr),
             }
             data = _load(out) or data  # merge: another run may have written meanwhile
             data.setdefault("runs", {})[f"{name}|{s}"] = rec
@@ -313,6 +359,24 @@ def regret(kind: str, value: float | None, best: float) -> float | None:
     return math.inf if not math.isfinite(value) else 100 * (value / best - 1)
 
 
+def mean_regret(kind: str, scores: list[float] | None, best: float) -> float | None:
+    """The rate regret: :func:`regret` of the mean score over the grid's training seeds at one
+    returned rate (None: no rate). A diverged seed makes it infinite."""
+    if scores is None:
+        return None
+    if kind != "acc" and not all(math.isfinite(v) for v in scores):
+        return math.inf
+    return regret(kind, float(np.mean(scores)), best)
+
+
+def _rate_cell(rates: list[float | None], present: bool, unit: str) -> str:
+    return " / ".join(fmt(x) for x in rates) + f" {unit}" if present else "not measured"
+
+
+def _yes(ok: bool, present: bool) -> str:
+    return "-" if not present else ("yes" if ok else "**no**")
+
+
 def passes(kind: str, r: float | None) -> bool:
     return r is not None and r <= (TARGET_POINTS if kind == "acc" else 100 * (TARGET_LOSS - 1))
 
@@ -337,9 +401,11 @@ def report(names: list[str], out: Path = AUTO_JSON) -> str:
     runs = _load(out).get("runs", {})
     lines = ["| task | grid best @ lr (mean of 3 seeds) | grid's best rate, per seed | auto_lr: "
              "lr per seed (decided by) | auto_lr regret per seed (of the mean) | pass | "
+             "auto_lr rate regret per call (3 seeds at its rate) | pass | "
              "compute / grid (range test's share) | range test: lr per seed | "
-             "range test regret per seed | pass | compute / grid | grid best vs bracket |",
-             "|---" * 12 + "|"]
+             "range test regret per seed | pass | range test rate regret per call | pass | "
+             "compute / grid | grid best vs bracket |",
+             "|---" * 16 + "|"]
     summary = {}
     for name in names:
         recs = [runs.get(f"{name}|{s}") for s in SEEDS]
@@ -351,6 +417,9 @@ def report(names: list[str], out: Path = AUTO_JSON) -> str:
         own = [regret(kind, v, best) for v in g["best_per_seed"]]
         auto = [regret(kind, r["score"], best) for r in recs]
         plain = [regret(kind, r["range_test_score"], best) for r in recs]
+        rate = [mean_regret(kind, r.get("rate_scores"), best) for r in recs]
+        plain_rate = [mean_regret(kind, r.get("range_test_rate_scores"), best) for r in recs]
+        has_rate = all("rate_scores" in r for r in recs)
         scores = [r["score"] for r in recs]
         mean = None if None in scores else regret(kind, float(np.mean(scores)), best)
         comp = [(r["finder_steps"] + r["sweep_copy_steps"]) / g["steps"] for r in recs]
@@ -363,28 +432,40 @@ def report(names: list[str], out: Path = AUTO_JSON) -> str:
                            for r in recs)
         ok_auto = all(passes(kind, x) for x in auto)
         ok_plain = all(passes(kind, x) for x in plain)
+        ok_rate = has_rate and all(passes(kind, x) for x in rate)
+        ok_plain_rate = has_rate and all(passes(kind, x) for x in plain_rate)
         summary[name] = {"kind": kind, "grid_best": best, "grid_best_lr": g["best_lr"],
                          "grid_own_regret": own, "auto_regret": auto, "auto_mean_regret": mean,
                          "auto_pass": ok_auto,
                          "auto_compute": comp, "range_test_share": share,
                          "plain_regret": plain, "plain_pass": ok_plain,
-                         "plain_compute": plain_comp, "scored_on": g["scored_on"]}
+                         "plain_compute": plain_comp, "scored_on": g["scored_on"],
+                         "auto_rate_regret": rate if has_rate else None,
+                         "auto_rate_pass": ok_rate if has_rate else None,
+                         "plain_rate_regret": plain_rate if has_rate else None,
+                         "plain_rate_pass": ok_plain_rate if has_rate else None}
         lines.append(
             f"| {name} | {best:.4f} @ {g['best_lr']:.3g} ({g['scored_on']}) | "
             f"{' / '.join(fmt(x) for x in own)} {unit} | {by} | "
             f"{' / '.join(fmt(x) for x in auto)} {unit} (mean {fmt(mean)}) | "
             f"{'yes' if ok_auto else '**no**'} | "
+            f"{_rate_cell(rate, has_rate, unit)} | {_yes(ok_rate, has_rate)} | "
             f"{np.mean(comp):.2f} ({np.mean(share):.0%}) | "
             f"{rt_lrs} | "
             f"{' / '.join(fmt(x) for x in plain)} {unit} | {'yes' if ok_plain else '**no**'} | "
+            f"{_rate_cell(plain_rate, has_rate, unit)} | {_yes(ok_plain_rate, has_rate)} | "
             f"{np.mean(plain_comp):.3f} | "
             f"{', '.join(bracket_note(r, g['best_lr']) for r in recs)} |")
     n_auto = sum(v["auto_pass"] for v in summary.values())
     n_plain = sum(v["plain_pass"] for v in summary.values())
+    n_rate = sum(bool(v["auto_rate_pass"]) for v in summary.values())
+    n_plain_rate = sum(bool(v["plain_rate_pass"]) for v in summary.values())
     worst = max((max(v["auto_compute"]) for v in summary.values()), default=0.0)
     lines.append(f"\nauto_lr meets the per-seed target on {n_auto} of {len(summary)} tasks, "
-                 f"the plain range test on {n_plain}; auto_lr's compute is at most "
-                 f"{worst:.2f} of the grid's (one seed).")
+                 f"the plain range test on {n_plain}; on the rate regret (every call, the "
+                 f"mean of 3 training seeds at its rate) auto_lr on {n_rate}, the range test "
+                 f"on {n_plain_rate}; auto_lr's compute is at most {worst:.2f} of the grid's "
+                 f"(one seed).")
     text = "\n".join(lines)
     data = _load(out)
     if data:
@@ -398,8 +479,9 @@ def variants_table(files: list[str], names: list[str]) -> str:
     25 % of the grid's compute (mean over seeds), both, the worst regret of each failing
     task and the compute range (recomputed from the runs; each file's ``report`` as well)."""
     lines = ["| results file | what | tasks meeting the target (per seed) | compute ≤ 0.25 | "
-             "both | compute / grid (min-max of task means) | failing tasks: worst seed |",
-             "|---" * 7 + "|"]
+             "both | compute / grid (min-max of task means) | failing tasks: worst seed | "
+             "tasks meeting the target on the rate regret (every call) |",
+             "|---" * 8 + "|"]
     for f in files:
         data = _load(RESULTS / f)
         report(names, RESULTS / f)  # refreshes the file's summary
@@ -415,9 +497,12 @@ def variants_table(files: list[str], names: list[str]) -> str:
             f"{n} {fmt(max(x for x in v['auto_regret'] if x is not None))}"
             f"{' pt' if v['kind'] == 'acc' else ' %'}"
             for n, v in summ.items() if not v["auto_pass"])
+        measured = all(v.get("auto_rate_pass") is not None for v in summ.values())
+        rate_ok = (f"{sum(bool(v['auto_rate_pass']) for v in summ.values())} of {len(summ)}"
+                   if measured else "not measured")
         lines.append(f"| {f} | {what or 'defaults'} | {len(ok)} of {len(summ)} | {len(cheap)} | "
                      f"{len(set(ok) & set(cheap))} | {min(comp.values()):.2f}-"
-                     f"{max(comp.values()):.2f} | {fails} |")
+                     f"{max(comp.values()):.2f} | {fails} | {rate_ok} |")
     return "\n".join(lines)
 
 
@@ -483,6 +568,7 @@ def main(argv=None) -> int:
     elif args.what == "variants":
         log(variants_table(args.files.split(","), names))
     else:
+        fill_rate_scores(out, names)
         text = grid_tables(names) + "\n\n" + report(names, out)
         out.with_suffix(".md").write_text(text + "\n")
         log(text)
