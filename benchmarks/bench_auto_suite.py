@@ -14,7 +14,8 @@ Three steps, each resumable; results in ``benchmarks/results/``:
    a full training at the rate it returned, and one at the plain range test's rate (the same
    range test's suggestion, no confirmation). ``auto_lr`` is called, never copied, so this
    step measures whatever the library does today (``auto_suite.json``).
-   Variants of the defaults (``--confirm``, ``--fraction``, ``--k``, ``--above``) go to
+   Variants of the defaults (``--confirm``, ``--fraction``, ``--k``, ``--choice``,
+   ``--halving``, ``--above``) go to
    another file (``--out``); a full training at a rate is cached in ``auto_suite_scores.json``
    (per task definition, rate and seed), so variants that return the same rate share it.
 3. ``report``: the tables (markdown) from both files, also written next to the results file
@@ -542,6 +543,10 @@ def main(argv=None) -> int:
                         default="default", help="auto_lr's confirm= (a variant)")
     parser.add_argument("--fraction", type=float, help="auto_lr's confirm_fraction= (a variant)")
     parser.add_argument("--k", type=int, help="auto_lr's k= (a variant)")
+    parser.add_argument("--choice", choices=["window", "final", "trend"],
+                        help="auto_lr's choice= (a variant)")
+    parser.add_argument("--halving", choices=["auto", "on", "off"],
+                        help="auto_lr's halving= (a variant)")
     parser.add_argument("--above", type=float,
                         help="decades the bracket reaches above the range test's minimum "
                              "(a variant; patched into bracket_from_finder)")
@@ -559,6 +564,10 @@ def main(argv=None) -> int:
         options["confirm_fraction"] = args.fraction
     if args.k is not None:
         options["k"] = args.k
+    if args.choice is not None:
+        options["choice"] = args.choice
+    if args.halving is not None:
+        options["halving"] = {"auto": "auto", "on": True, "off": False}[args.halving]
     new, old = list(st.TASKS), list(common.TASKS)
     names = args.tasks.split(",") if args.tasks else new + old
     if args.what == "grid":

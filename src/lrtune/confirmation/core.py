@@ -19,6 +19,7 @@ from lrtune.confirmation.result import (
     SweepResult,
     choose,
     tolerances,
+    trend_scores,
     window_scores,
 )
 from lrtune.data.batching import as_batches
@@ -96,6 +97,7 @@ def sweep(
     lr_scale: Callable[[int], float | Sequence[float]] | None = None,
     halving: bool | str | Sequence[float] | None = "auto",
     choice: str = "window",
+    horizon: float | None = None,
 ) -> SweepResult:
     """Train one copy of ``model`` per candidate rate, all at once, and pick a rate by validation.
 
@@ -155,7 +157,13 @@ def sweep(
             at least 3 kept, and the rate just below the lowest contender kept. ``"auto"``
             (default): on for a constant rate, off under ``lr_scale`` (annealing reorders
             rates late); ``True``/``False``; or the rungs as ascending fractions in (0, 1).
-        choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above).
+        choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above),
+            or ``"trend"``: each copy's validation loss extrapolated to the planned training
+            (:func:`lrtune.confirmation.result.trend_scores`), the lowest rate within 1 % of
+            the best (under ``lr_scale`` it is ``"window"``: a scheduled sweep ends annealed,
+            as the planned run does). Off by default: measured in ``benchmarks/RESULTS.md``
+            §8.
+        horizon: the planned training's length in budgets of this sweep (``choice="trend"``).
 
     Returns:
         A :class:`SweepResult`.
@@ -195,6 +203,9 @@ def sweep(
         plan = None  # nothing could stop: no rung, no extra evaluation
     if choice not in CHOICES:
         raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if choice == "trend" and not (isinstance(horizon, int | float) and horizon >= 1):
+        raise ValueError(f"choice='trend' needs horizon >= 1 (the planned training's length in "
+                         f"budgets of the sweep), got {horizon!r}")
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
@@ -241,7 +252,10 @@ def sweep(
     final = [row[-1] for row in curves["valid_metric"]]
     final = [None if (d is not None or s is None or not math.isfinite(s)) else s
              for s, d in zip(final, curves["diverged_step"], strict=True)]
-    if choice == "window":
+    if choice == "trend" and lr_scale is None:
+        scores, score_name = trend_scores(curves["valid_loss"], curves["steps"], final, horizon)
+        mode, score_metric, rows = "min", "loss", None
+    elif choice in ("window", "trend"):
         scores, score_name = window_scores(curves["valid_loss"], final)
         mode, score_metric, rows = "min", "loss", None
     else:
@@ -253,7 +267,7 @@ def sweep(
     index, reason = choose(candidates, scores, mode=mode, tolerance=tolerance, name=score_name)
     settings = dict(optimizer=spec.describe(), batch_size=batch_size, seed=seed,
                     epochs=epochs, steps=total, steps_per_epoch=per_epoch, n_valid=n_valid,
-                    device=str(dev), precision=precision,
+                    device=str(dev), precision=precision, horizon=horizon,
                     step="custom" if step is not None else "default",
                     group_ratios=list(layout.ratios), scheduled=lr_scale is not None,
                     halving=None if plan is None else dict(
