@@ -545,7 +545,7 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, help="auto_lr's k= (a variant)")
     parser.add_argument("--choice", choices=["window", "final", "trend"],
                         help="auto_lr's choice= (a variant)")
-    parser.add_argument("--halving", choices=["auto", "on", "off"],
+    parser.add_argument("--halving", choices=["auto", "on", "off", "loss"],
                         help="auto_lr's halving= (a variant)")
     parser.add_argument("--above", type=float,
                         help="decades the bracket reaches above the range test's minimum "
@@ -567,7 +567,8 @@ def main(argv=None) -> int:
     if args.choice is not None:
         options["choice"] = args.choice
     if args.halving is not None:
-        options["halving"] = {"auto": "auto", "on": True, "off": False}[args.halving]
+        options["halving"] = {"auto": "auto", "on": True, "off": False,
+                              "loss": "loss"}[args.halving]
     new, old = list(st.TASKS), list(common.TASKS)
     names = args.tasks.split(",") if args.tasks else new + old
     if args.what == "grid":

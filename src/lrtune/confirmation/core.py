@@ -156,7 +156,9 @@ def sweep(
             the choice) behind the best stop, at most half of the live copies per rung,
             at least 3 kept, and the rate just below the lowest contender kept. ``"auto"``
             (default): on for a constant rate, off under ``lr_scale`` (annealing reorders
-            rates late); ``True``/``False``; or the rungs as ascending fractions in (0, 1).
+            rates late); ``True``/``False``; the rungs as ascending fractions in (0, 1); or
+            ``"loss"``: as ``"auto"``, every rung judged by the validation loss instead of
+            the metric (off by default: measured in ``benchmarks/RESULTS.md`` §8).
         choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above),
             or ``"trend"``: each copy's validation loss extrapolated to the planned training
             (:func:`lrtune.confirmation.result.trend_scores`), the lowest rate within 1 % of
@@ -243,7 +245,8 @@ def sweep(
         first = next(stream)
         eng, fallback = make_engine(engine, net, spec, candidates, first, layout, training)
         rates_at = None if lr_scale is None else _scheduled(candidates, lr_scale)
-        judge = None if plan is None else _Judge(plan, candidates, metric_name, n_valid, total)
+        judge = None if plan is None else _Judge(
+            plan, candidates, "loss" if plan.by == "loss" else metric_name, n_valid, total)
         curves = _train(eng, stream, first, valid_batches, dev,
                         k=len(candidates), total=total, per_epoch=per_epoch,
                         accuracy=metric_name == "accuracy", rates_at=rates_at,
@@ -272,7 +275,7 @@ def sweep(
                     group_ratios=list(layout.ratios), scheduled=lr_scale is not None,
                     halving=None if plan is None else dict(
                         rungs=list(plan.rungs), rung_steps=plan.steps(total, per_epoch),
-                        z=plan.z, min_keep=plan.min_keep))
+                        z=plan.z, min_keep=plan.min_keep, by=plan.by))
     return SweepResult(
         lrs=candidates, metric=metric_name, steps=curves["steps"], epochs=curves["epochs"],
         train_loss=curves["train_loss"], train_metric=curves["train_metric"],
@@ -387,11 +390,13 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
         last = step + 1 == total or not eng.alive
         rung = step + 1 in rungs and not last
         if (step + 1) % per_epoch == 0 or last or rung:
-            scores, correct = _record(curves, eng, valid_batches, loss_sum, metric_sum, seen,
-                                      step + 1, per_epoch, accuracy, last)
+            scores, v_loss, correct = _record(curves, eng, valid_batches, loss_sum, metric_sum,
+                                              seen, step + 1, per_epoch, accuracy, last)
             loss_sum.zero_()
             metric_sum.zero_()
             seen = 0
+            if judge is not None and judge.metric == "loss":  # judged by the loss (plan.by)
+                scores, correct = v_loss, None
             finite = all(math.isfinite(v) for v in scores)
             stop = judge(eng.alive, scores, correct, step + 1) if rung and finite else []
             for pos in stop:
@@ -404,7 +409,7 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
 
 
 def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
-            per_epoch, accuracy, last) -> tuple[list[float], torch.Tensor | None]:
+            per_epoch, accuracy, last) -> tuple[list[float], list[float], torch.Tensor | None]:
     k = len(curves["train_loss"])
     curves["steps"].append(steps_done)
     curves["epochs"].append(round(steps_done / per_epoch, 6))
@@ -425,7 +430,7 @@ def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
         curves["train_metric"][i].append(train_metric[i] if accuracy else train_loss[i])
         curves["valid_loss"][i].append(v_loss[pos])
         curves["valid_metric"][i].append(v_metric[pos] if accuracy else v_loss[pos])
-    return scores, correct
+    return scores, v_loss, correct
 
 
 @torch.no_grad()
