@@ -543,9 +543,9 @@ def main(argv=None) -> int:
                         default="default", help="auto_lr's confirm= (a variant)")
     parser.add_argument("--fraction", type=float, help="auto_lr's confirm_fraction= (a variant)")
     parser.add_argument("--k", type=int, help="auto_lr's k= (a variant)")
-    parser.add_argument("--choice", choices=["window", "final", "trend"],
+    parser.add_argument("--choice", choices=["window", "final"],
                         help="auto_lr's choice= (a variant)")
-    parser.add_argument("--halving", choices=["auto", "on", "off", "loss"],
+    parser.add_argument("--halving", choices=["auto", "on", "off"],
                         help="auto_lr's halving= (a variant)")
     parser.add_argument("--above", type=float,
                         help="decades the bracket reaches above the range test's minimum "
@@ -567,8 +567,7 @@ def main(argv=None) -> int:
     if args.choice is not None:
         options["choice"] = args.choice
     if args.halving is not None:
-        options["halving"] = {"auto": "auto", "on": True, "off": False,
-                              "loss": "loss"}[args.halving]
+        options["halving"] = {"auto": "auto", "on": True, "off": False}[args.halving]
     new, old = list(st.TASKS), list(common.TASKS)
     names = args.tasks.split(",") if args.tasks else new + old
     if args.what == "grid":

@@ -217,8 +217,7 @@ def auto_lr(
         engine: the sweep's engine.
         halving, choice: the sweep's successive halving (default: on for a constant rate,
             off under a schedule) and its choice rule (default ``"window"``: the validation
-            loss averaged over the last quarter of the evaluations; ``"trend"``: extrapolated
-            to ``epochs``); see :func:`lrtune.sweep`.
+            loss averaged over the last quarter of the evaluations); see :func:`lrtune.sweep`.
         verbose: print the one line saying whether and why the rate was confirmed.
         finder: a range test already run with these settings (``lrtune train --lr auto``
             runs it on every rank under torchrun); it is not run again.
@@ -329,8 +328,6 @@ def confirm_range_test(
             raise ValueError("a scheduled confirmation needs train data with a length")
         lr_scale = _compressed(shape, candidates, planned=epochs * len(batches),
                                budget=budget * len(batches))
-    if sweep_options.get("choice") == "trend":  # extrapolate to the planned training
-        sweep_options["horizon"] = epochs / budget
     swept = sweep(model, optimizer, loss_fn, train, valid, lrs=candidates, epochs=budget,
                   batch_size=batch_size, seed=seed, lr_scale=lr_scale, **sweep_options)
     schedule_name = None if shape is None else (schedule if isinstance(schedule, str)

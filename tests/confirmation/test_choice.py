@@ -3,14 +3,12 @@ metric, on constructed histories and in a sweep."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
 
 from lrtune.confirmation import sweep
-from lrtune.confirmation.result import choose, tolerances, trend_scores, window_scores
+from lrtune.confirmation.result import choose, tolerances, window_scores
 
 LRS = [0.01, 0.03, 0.1]
 
@@ -61,44 +59,5 @@ def test_the_sweep_records_what_it_compared(data):
     final = sweep(net, "sgd", nn.CrossEntropyLoss(), data, data, choice="final", **kw)
     assert final.choice == "final" and final.scores == final.final_metric
     assert isinstance(final.tolerance, list)  # paired standard errors of the accuracy
-    with pytest.raises(ValueError, match="choice must be one of window, final, trend, got 'best'"):
+    with pytest.raises(ValueError, match="choice must be one of window, final, got 'best'"):
         sweep(net, "sgd", nn.CrossEntropyLoss(), data, data, choice="best", **kw)
-
-
-def test_trend_scores_extrapolate_a_power_law_fitted_to_the_last_half():
-    steps = [10, 20, 40, 80]
-    fast_then_flat = [0.50, 0.40, 0.39, 0.385]  # leads now, has almost stopped improving
-    still_falling = [0.90, 0.60, 0.45, 0.40]  # behind now, loss ~ step^-0.17 at the end
-    scores, name = trend_scores([fast_then_flat, still_falling, [1.0, None, None, None]],
-                                steps, [0.385, 0.40, None], horizon=4.0)
-    # the least-squares line through the last 2 points in log-log, read at 4 x 80 steps
-    for got, row in zip(scores[:2], (fast_then_flat, still_falling), strict=True):
-        slope = math.log(row[3] / row[2]) / math.log(2)
-        assert got == pytest.approx(row[3] * 4**slope)
-    assert scores[2] is None
-    assert name == "valid loss extrapolated to 4x the sweep (power law, last 2 evaluations)"
-    assert choose(LRS, [0.385, 0.40, 0.9], mode="min", tolerance=0.004)[0] == 0
-    assert choose(LRS, scores, mode="min", tolerance=0.004)[0] == 1  # the trend reverses it
-    # five points: a fit through the last three (ceil of half), not an interpolation
-    rows = [[5.0, 4.0, 1.0, 0.5, 0.25]]
-    got, _ = trend_scores(rows, [1, 2, 4, 8, 16], [0.25], horizon=2.0)
-    assert got[0] == pytest.approx(0.125)
-    got, _ = trend_scores([[2.0]], [10], [2.0], horizon=4.0)
-    assert got == [2.0]  # one point: nothing to extrapolate
-
-
-def test_the_trend_choice_needs_the_horizon_and_extrapolates_to_it(data):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
-    kw = dict(lrs=LRS, epochs=6, batch_size=16, halving=False)
-    with pytest.raises(ValueError, match="choice='trend' needs horizon >= 1"):
-        sweep(net, "sgd", nn.CrossEntropyLoss(), data, data, choice="trend", **kw)
-    res = sweep(net, "sgd", nn.CrossEntropyLoss(), data, data, choice="trend", horizon=3.0, **kw)
-    expected, _ = trend_scores(res.valid_loss, res.steps, res.final_metric, 3.0)
-    assert res.choice == "trend" and res.scores == pytest.approx(expected)
-    assert res.settings["horizon"] == 3.0 and "extrapolated to 3x" in res.score_name
-    # under a schedule the sweep ends annealed, as the planned run: the window decides
-    scheduled = sweep(net, "sgd", nn.CrossEntropyLoss(), data, data, choice="trend",
-                      horizon=3.0, lr_scale=lambda t: 1.0 / (1 + t), **kw)
-    window, _ = window_scores(scheduled.valid_loss, scheduled.final_metric)
-    assert scheduled.scores == pytest.approx(window)

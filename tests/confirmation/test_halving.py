@@ -116,7 +116,7 @@ def test_to_stop_keeps_the_guard_below_the_contenders_and_at_most_half():
 
 @pytest.mark.parametrize("value", ["yes", [0.5, 0.25], [1.5], [], [0.0], (True,), 0.5])
 def test_bad_halving_values_are_named(data, value):
-    message = "halving must be 'auto', 'loss', True, False or ascending fractions of the budget"
+    message = "halving must be 'auto', True, False or ascending fractions of the budget"
     with pytest.raises(ValueError, match=message):
         resolve_halving(value, scheduled=False)
     with pytest.raises(ValueError, match=message):

@@ -19,7 +19,6 @@ from lrtune.confirmation.result import (
     SweepResult,
     choose,
     tolerances,
-    trend_scores,
     window_scores,
 )
 from lrtune.data.batching import as_batches
@@ -97,7 +96,6 @@ def sweep(
     lr_scale: Callable[[int], float | Sequence[float]] | None = None,
     halving: bool | str | Sequence[float] | None = "auto",
     choice: str = "window",
-    horizon: float | None = None,
 ) -> SweepResult:
     """Train one copy of ``model`` per candidate rate, all at once, and pick a rate by validation.
 
@@ -156,16 +154,8 @@ def sweep(
             the choice) behind the best stop, at most half of the live copies per rung,
             at least 3 kept, and the rate just below the lowest contender kept. ``"auto"``
             (default): on for a constant rate, off under ``lr_scale`` (annealing reorders
-            rates late); ``True``/``False``; the rungs as ascending fractions in (0, 1); or
-            ``"loss"``: as ``"auto"``, every rung judged by the validation loss instead of
-            the metric (off by default: measured in ``benchmarks/RESULTS.md`` §8).
-        choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above),
-            or ``"trend"``: each copy's validation loss extrapolated to the planned training
-            (:func:`lrtune.confirmation.result.trend_scores`), the lowest rate within 1 % of
-            the best (under ``lr_scale`` it is ``"window"``: a scheduled sweep ends annealed,
-            as the planned run does). Off by default: measured in ``benchmarks/RESULTS.md``
-            §8.
-        horizon: the planned training's length in budgets of this sweep (``choice="trend"``).
+            rates late); ``True``/``False``; or the rungs as ascending fractions in (0, 1).
+        choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above).
 
     Returns:
         A :class:`SweepResult`.
@@ -205,9 +195,6 @@ def sweep(
         plan = None  # nothing could stop: no rung, no extra evaluation
     if choice not in CHOICES:
         raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
-    if choice == "trend" and not (isinstance(horizon, int | float) and horizon >= 1):
-        raise ValueError(f"choice='trend' needs horizon >= 1 (the planned training's length in "
-                         f"budgets of the sweep), got {horizon!r}")
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
@@ -245,8 +232,7 @@ def sweep(
         first = next(stream)
         eng, fallback = make_engine(engine, net, spec, candidates, first, layout, training)
         rates_at = None if lr_scale is None else _scheduled(candidates, lr_scale)
-        judge = None if plan is None else _Judge(
-            plan, candidates, "loss" if plan.by == "loss" else metric_name, n_valid, total)
+        judge = None if plan is None else _Judge(plan, candidates, metric_name, n_valid, total)
         curves = _train(eng, stream, first, valid_batches, dev,
                         k=len(candidates), total=total, per_epoch=per_epoch,
                         accuracy=metric_name == "accuracy", rates_at=rates_at,
@@ -255,10 +241,7 @@ def sweep(
     final = [row[-1] for row in curves["valid_metric"]]
     final = [None if (d is not None or s is None or not math.isfinite(s)) else s
              for s, d in zip(final, curves["diverged_step"], strict=True)]
-    if choice == "trend" and lr_scale is None:
-        scores, score_name = trend_scores(curves["valid_loss"], curves["steps"], final, horizon)
-        mode, score_metric, rows = "min", "loss", None
-    elif choice in ("window", "trend"):
+    if choice == "window":
         scores, score_name = window_scores(curves["valid_loss"], final)
         mode, score_metric, rows = "min", "loss", None
     else:
@@ -270,12 +253,12 @@ def sweep(
     index, reason = choose(candidates, scores, mode=mode, tolerance=tolerance, name=score_name)
     settings = dict(optimizer=spec.describe(), batch_size=batch_size, seed=seed,
                     epochs=epochs, steps=total, steps_per_epoch=per_epoch, n_valid=n_valid,
-                    device=str(dev), precision=precision, horizon=horizon,
+                    device=str(dev), precision=precision,
                     step="custom" if step is not None else "default",
                     group_ratios=list(layout.ratios), scheduled=lr_scale is not None,
                     halving=None if plan is None else dict(
                         rungs=list(plan.rungs), rung_steps=plan.steps(total, per_epoch),
-                        z=plan.z, min_keep=plan.min_keep, by=plan.by))
+                        z=plan.z, min_keep=plan.min_keep))
     return SweepResult(
         lrs=candidates, metric=metric_name, steps=curves["steps"], epochs=curves["epochs"],
         train_loss=curves["train_loss"], train_metric=curves["train_metric"],
@@ -390,13 +373,11 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
         last = step + 1 == total or not eng.alive
         rung = step + 1 in rungs and not last
         if (step + 1) % per_epoch == 0 or last or rung:
-            scores, v_loss, correct = _record(curves, eng, valid_batches, loss_sum, metric_sum,
-                                              seen, step + 1, per_epoch, accuracy, last)
+            scores, correct = _record(curves, eng, valid_batches, loss_sum, metric_sum, seen,
+                                      step + 1, per_epoch, accuracy, last)
             loss_sum.zero_()
             metric_sum.zero_()
             seen = 0
-            if judge is not None and judge.metric == "loss":  # judged by the loss (plan.by)
-                scores, correct = v_loss, None
             finite = all(math.isfinite(v) for v in scores)
             stop = judge(eng.alive, scores, correct, step + 1) if rung and finite else []
             for pos in stop:
@@ -409,7 +390,7 @@ def _train(eng, stream, first, valid_batches, dev, *, k, total, per_epoch,
 
 
 def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
-            per_epoch, accuracy, last) -> tuple[list[float], list[float], torch.Tensor | None]:
+            per_epoch, accuracy, last) -> tuple[list[float], torch.Tensor | None]:
     k = len(curves["train_loss"])
     curves["steps"].append(steps_done)
     curves["epochs"].append(round(steps_done / per_epoch, 6))
@@ -430,7 +411,7 @@ def _record(curves, eng, valid_batches, loss_sum, metric_sum, seen, steps_done,
         curves["train_metric"][i].append(train_metric[i] if accuracy else train_loss[i])
         curves["valid_loss"][i].append(v_loss[pos])
         curves["valid_metric"][i].append(v_metric[pos] if accuracy else v_loss[pos])
-    return scores, v_loss, correct
+    return scores, correct
 
 
 @torch.no_grad()

@@ -38,7 +38,6 @@ class Halving:
     rungs: tuple[float, ...] = DEFAULT_RUNGS
     z: float = HALVING_Z
     min_keep: int = MIN_KEEP
-    by: str = "metric"  # what a rung compares: the sweep's metric, or "loss" (the valid loss)
 
     def z_at(self, fraction: float) -> float:
         """Standard errors a copy must be behind to stop at the rung at ``fraction``.
@@ -74,10 +73,6 @@ def resolve_halving(halving, scheduled: bool) -> Halving | None:
     """The halving plan of a sweep's ``halving`` argument (None: no halving).
 
     ``"auto"``: the default rungs for a constant-rate sweep, none under a schedule;
-    ``"loss"``: as ``"auto"``, each rung comparing the validation loss (with the loss's
-    noise, 1 % of the best) instead of the metric: on a plateau every copy's accuracy is
-    chance and its differences are which class a copy happens to predict, while the loss
-    still ranks the copies (measured in ``benchmarks/RESULTS.md`` §8, off by default);
     ``True``: the default rungs; ``False`` or ``None``: none; a sequence of fractions in
     (0, 1), ascending: those rungs.
 
@@ -89,23 +84,21 @@ def resolve_halving(halving, scheduled: bool) -> Halving | None:
         ((0.25, 0.5), None)
         >>> resolve_halving([0.5], scheduled=True).rungs
         (0.5,)
-        >>> resolve_halving("loss", scheduled=False).by, resolve_halving("loss", True)
-        ('loss', None)
     """
     if halving is None or halving is False:
         return None
     if halving is True:
         return Halving()
     if isinstance(halving, str):
-        if halving not in ("auto", "loss"):
-            raise ValueError(f"halving must be 'auto', 'loss', True, False or ascending "
-                             f"fractions of the budget in (0, 1), got {halving!r}")
-        return None if scheduled else Halving(by="metric" if halving == "auto" else "loss")
+        if halving != "auto":
+            raise ValueError(f"halving must be 'auto', True, False or ascending fractions of "
+                             f"the budget in (0, 1), got {halving!r}")
+        return None if scheduled else Halving()
     ok = isinstance(halving, Sequence) and len(halving) > 0 and all(
         isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < 1 for f in halving)
     if not ok or list(halving) != sorted(set(halving)):
-        raise ValueError(f"halving must be 'auto', 'loss', True, False or ascending fractions "
-                         f"of the budget in (0, 1), got {halving!r}")
+        raise ValueError(f"halving must be 'auto', True, False or ascending fractions of the "
+                         f"budget in (0, 1), got {halving!r}")
     return Halving(rungs=tuple(float(f) for f in halving))
 
 

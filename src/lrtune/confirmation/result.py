@@ -10,9 +10,8 @@ from typing import Any
 from lrtune.result_io import FORMAT_VERSION, JsonResult, json_clean
 
 LOSS_RTOL = 0.01  # "within noise" for a loss metric: 1 % of the best loss
-CHOICES = ("window", "final", "trend")
+CHOICES = ("window", "final")
 WINDOW = 0.25  # the "window" rule averages the last quarter of the evaluations
-TREND = 0.5  # the "trend" rule fits the last half of the evaluations (at least 2)
 
 
 def window_scores(curves: list[list[float | None]], final: list[float | None],
@@ -30,42 +29,6 @@ def window_scores(curves: list[list[float | None]], final: list[float | None],
               sum(row[-n:]) / n for row, f in zip(curves, final, strict=True)]
     what = "the final evaluation" if n == 1 else f"mean of the last {n} evaluations"
     return scores, f"valid loss, {what}"
-
-
-def trend_scores(curves: list[list[float | None]], steps: list[int], final: list[float | None],
-                 horizon: float, fraction: float = TREND) -> tuple[list[float | None], str]:
-    """Each copy's validation loss extrapolated to the planned training: a power law
-    (a straight line in log loss against log step) fitted by least squares to the last
-    ``fraction`` of its evaluations (at least 2), read at ``horizon`` times the last step.
-    The simplest of the learning-curve models of Domhan et al. (2015): a rate that learns
-    fast early and flattens scores worse than its last value, one still falling scores
-    better. None for a copy whose ``final`` is None; a copy with one point keeps its value.
-
-    Examples:
-        >>> rows = [[1.0, 0.5, 0.25], [0.3, 0.3, 0.3]]  # loss ~ 1/step, and flat
-        >>> scores, name = trend_scores(rows, [1, 2, 4], [0.25, 0.3], horizon=2.0)
-        >>> [round(v, 4) for v in scores], name
-        ([0.125, 0.3], 'valid loss extrapolated to 2x the sweep (power law, last 2 evaluations)')
-    """
-    points = len(curves[0]) if curves else 0
-    n = min(points, max(2, math.ceil(points * fraction)))
-    scores: list[float | None] = []
-    for row, f in zip(curves, final, strict=True):
-        pts = [(math.log(t), math.log(v)) for t, v in zip(steps[-n:], row[-n:], strict=True)
-               if v is not None and math.isfinite(v) and v > 0 and t > 0]
-        if f is None or not pts:
-            scores.append(None)
-            continue
-        if len(pts) < 2:
-            scores.append(math.exp(pts[-1][1]))
-            continue
-        mx = sum(x for x, _ in pts) / len(pts)
-        my = sum(y for _, y in pts) / len(pts)
-        slope = (sum((x - mx) * (y - my) for x, y in pts)
-                 / sum((x - mx) ** 2 for x, _ in pts))
-        scores.append(math.exp(my + slope * (math.log(horizon) + pts[-1][0] - mx)))
-    return scores, (f"valid loss extrapolated to {horizon:.3g}x the sweep (power law, last "
-                    f"{n} evaluations)")
 
 
 def default_tolerance(metric: str, best: float, n_valid: int) -> float:
