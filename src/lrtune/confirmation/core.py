@@ -109,7 +109,10 @@ def sweep(
 
     The choice (``choice``, see :func:`lrtune.confirmation.result.choose`): by default
     (``"window"``) each copy's validation *loss* averaged over the last quarter of its
-    evaluations (one per epoch), and the lowest rate within 1 % of the best such loss. Measured
+    evaluations (one per epoch, one at each halving rung and one at the end; at least the
+    last: a budget of fewer than 8 evaluations, e.g. shorter than an epoch, which is evaluated
+    at its rungs and its end, is judged on its final evaluation), and the lowest rate within
+    1 % of the best such loss. Measured
     (``benchmarks/bench_confirm_noise.py``): with a few dozen validation samples the final
     accuracy is a coin toss, the averaged loss is not. ``"final"``: the final validation
     metric, the lowest rate within noise of the best: for accuracy one standard error of the
