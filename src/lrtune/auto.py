@@ -27,6 +27,7 @@ from lrtune.confirmation.confirm import (
     UNITS,
     bracket_from_finder,
     confirm_budget,
+    confirm_share,
 )
 from lrtune.confirmation.core import candidate_lrs, sweep
 from lrtune.confirmation.result import SweepResult
@@ -356,12 +357,12 @@ def confirm_range_test(
                   batch_size=batch_size, seed=seed, lr_scale=lr_scale, **sweep_options)
     schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
                                                 else "custom")
-    share = confirm_fraction if finder.verdict == "ok" else min(1.0, 2 * confirm_fraction)
     swept.settings.update(bracket=[lo, hi], range_test_suggestion=finder.suggested_lr,
                           range_test_verdict=finder.verdict, schedule=schedule_name,
                           planned_epochs=epochs,
                           planned_steps=None if per_epoch is None else epochs * per_epoch,
-                          confirm_fraction=confirm_fraction, confirm_share=share,
+                          confirm_fraction=confirm_fraction,
+                          confirm_share=confirm_share(finder, confirm_fraction),
                           confirm_unit=confirm_unit)
     return swept
 

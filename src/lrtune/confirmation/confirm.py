@@ -52,13 +52,18 @@ def confirm_budget(finder_result, planned_epochs: int, steps_per_epoch: int | No
     if unit not in UNITS:
         raise ValueError(f"the confirmation's unit must be one of {', '.join(UNITS)}, "
                          f"got {unit!r}")
-    if finder_result.verdict != "ok":
-        fraction = min(1.0, 2 * fraction)
+    fraction = confirm_share(finder_result, fraction)
     if steps_per_epoch is None or unit == "epochs":
         epochs = max(1, round(planned_epochs * fraction))
         return {"epochs": epochs} if steps_per_epoch is None else {
             "steps": epochs * steps_per_epoch}
     return {"steps": max(1, round(planned_epochs * steps_per_epoch * fraction))}
+
+
+def confirm_share(finder_result, fraction: float = CONFIRM_FRACTION) -> float:
+    """The share of the plan the confirmation trains: ``fraction`` after a conclusive range
+    test, twice that (at most 1) after an inconclusive one (why: :func:`confirm_budget`)."""
+    return fraction if finder_result.verdict == "ok" else min(1.0, 2 * fraction)
 
 
 def bracket_from_finder(result, *, span: float = SPAN_DECADES,
