@@ -210,24 +210,24 @@ def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float 
     (``options``: keyword arguments of ``auto_lr``; ``above``: the bracket's reach above the
     range test's minimum, in decades, patched into ``bracket_from_finder``; ``inconclusive``:
     the confirmation's share of the plan after an inconclusive range test, patched into
-    ``confirm_epochs``), recorded in ``out``."""
+    ``confirm_budget``), recorded in ``out``."""
     import functools
 
     import common
 
     import lrtune
     import lrtune.auto
-    from lrtune.confirmation.confirm import bracket_from_finder, confirm_epochs
+    from lrtune.confirmation.confirm import bracket_from_finder, confirm_budget
 
     if above is not None:
         lrtune.auto.bracket_from_finder = functools.partial(bracket_from_finder, above=above)
     if inconclusive is not None:
-        def patched(finder, planned, fraction):
-            if finder.verdict == "ok":
-                return confirm_epochs(finder, planned, fraction)
-            return max(1, round(planned * inconclusive))
+        def patched(finder, planned, per_epoch, fraction, *, unit):
+            # confirm_budget doubles the share after an inconclusive test: half of it is given
+            share = fraction if finder.verdict == "ok" else inconclusive / 2
+            return confirm_budget(finder, planned, per_epoch, share, unit=unit)
 
-        lrtune.auto.confirm_epochs = patched
+        lrtune.auto.confirm_budget = patched
     data = _load(out) or {"runs": {}}
     here = {**meta(), "options": options, "above": above, "inconclusive": inconclusive}
     for name in names:
@@ -270,6 +270,7 @@ def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float 
                     "score_name": sw.score_name, "diverged_step": sw.diverged_step,
                     "stopped_step": sw.stopped_step, "compute_fraction": sw.compute_fraction,
                     "engine": sw.engine, "steps": sw.settings.get("steps"),
+                    "steps_per_epoch": sw.settings.get("steps_per_epoch"),
                     "chosen_lr": sw.chosen_lr, "reason": sw.reason},
                 "score": None if res.lr is None else score(res.lr),
                 "range_test_score": (None if fin.suggested_lr is None
@@ -457,12 +458,15 @@ def main(argv=None) -> int:
                         default="default", help="auto_lr's confirm= (a variant)")
     parser.add_argument("--fraction", type=float, help="auto_lr's confirm_fraction= (a variant)")
     parser.add_argument("--k", type=int, help="auto_lr's k= (a variant)")
+    parser.add_argument("--unit", choices=["steps", "epochs"],
+                        help="auto_lr's confirm_unit= (a variant; epochs: the earlier rule, "
+                             "whole epochs)")
     parser.add_argument("--above", type=float,
                         help="decades the bracket reaches above the range test's minimum "
                              "(a variant; patched into bracket_from_finder)")
     parser.add_argument("--inconclusive", type=float,
                         help="the confirmation's share of the plan after an inconclusive range "
-                             "test (a variant; patched into confirm_epochs)")
+                             "test (a variant; patched into confirm_budget)")
     parser.add_argument("--files", default=AUTO_JSON.name,
                         help="variants: comma-separated results files of step 2")
     args = parser.parse_args(argv)
@@ -474,6 +478,8 @@ def main(argv=None) -> int:
         options["confirm_fraction"] = args.fraction
     if args.k is not None:
         options["k"] = args.k
+    if args.unit is not None:
+        options["confirm_unit"] = args.unit
     new, old = list(st.TASKS), list(common.TASKS)
     names = args.tasks.split(",") if args.tasks else new + old
     if args.what == "grid":
