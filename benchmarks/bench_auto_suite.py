@@ -14,7 +14,7 @@ Three steps, each resumable; results in ``benchmarks/results/``:
    a full training at the rate it returned, and one at the plain range test's rate (the same
    range test's suggestion, no confirmation). ``auto_lr`` is called, never copied, so this
    step measures whatever the library does today (``auto_suite.json``).
-   Variants of the defaults (``--confirm``, ``--fraction``, ``--k``, ``--choice``,
+   Variants of the defaults (``--confirm``, ``--fraction``, ``--k``, ``--choice``, ``--unit``,
    ``--halving``, ``--above``) go to
    another file (``--out``); a full training at a rate is cached in ``auto_suite_scores.json``
    (per task definition, rate and seed), so variants that return the same rate share it.
@@ -257,24 +257,24 @@ def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float 
     (``options``: keyword arguments of ``auto_lr``; ``above``: the bracket's reach above the
     range test's minimum, in decades, patched into ``bracket_from_finder``; ``inconclusive``:
     the confirmation's share of the plan after an inconclusive range test, patched into
-    ``confirm_epochs``), recorded in ``out``."""
+    ``confirm_budget``), recorded in ``out``."""
     import functools
 
     import common
 
     import lrtune
     import lrtune.auto
-    from lrtune.confirmation.confirm import bracket_from_finder, confirm_epochs
+    from lrtune.confirmation.confirm import bracket_from_finder, confirm_budget
 
     if above is not None:
         lrtune.auto.bracket_from_finder = functools.partial(bracket_from_finder, above=above)
     if inconclusive is not None:
-        def patched(finder, planned, fraction):
-            if finder.verdict == "ok":
-                return confirm_epochs(finder, planned, fraction)
-            return max(1, round(planned * inconclusive))
+        def patched(finder, planned, per_epoch, fraction, *, unit):
+            # confirm_budget doubles the share after an inconclusive test: half of it is given
+            share = fraction if finder.verdict == "ok" else inconclusive / 2
+            return confirm_budget(finder, planned, per_epoch, share, unit=unit)
 
-        lrtune.auto.confirm_epochs = patched
+        lrtune.auto.confirm_budget = patched
     data = _load(out) or {"runs": {}}
     here = {**meta(), "options": options, "above": above, "inconclusive": inconclusive}
     for name in names:
@@ -314,6 +314,7 @@ def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float 
                     "score_name": sw.score_name, "diverged_step": sw.diverged_step,
                     "stopped_step": sw.stopped_step, "compute_fraction": sw.compute_fraction,
                     "engine": sw.engine, "steps": sw.settings.get("steps"),
+                    "steps_per_epoch": sw.settings.get("steps_per_epoch"),
                     "chosen_lr": sw.chosen_lr, "reason": sw.reason,
                     "curve_steps": sw.steps, "valid_loss": sw.valid_loss},
                 "score": None if res.lr is None else score(res.lr),
@@ -547,12 +548,15 @@ def main(argv=None) -> int:
                         help="auto_lr's choice= (a variant)")
     parser.add_argument("--halving", choices=["auto", "on", "off"],
                         help="auto_lr's halving= (a variant)")
+    parser.add_argument("--unit", choices=["steps", "epochs"],
+                        help="auto_lr's confirm_unit= (a variant; epochs: the earlier rule, "
+                             "whole epochs)")
     parser.add_argument("--above", type=float,
                         help="decades the bracket reaches above the range test's minimum "
                              "(a variant; patched into bracket_from_finder)")
     parser.add_argument("--inconclusive", type=float,
                         help="the confirmation's share of the plan after an inconclusive range "
-                             "test (a variant; patched into confirm_epochs)")
+                             "test (a variant; patched into confirm_budget)")
     parser.add_argument("--files", default=AUTO_JSON.name,
                         help="variants: comma-separated results files of step 2")
     args = parser.parse_args(argv)
@@ -568,6 +572,8 @@ def main(argv=None) -> int:
         options["choice"] = args.choice
     if args.halving is not None:
         options["halving"] = {"auto": "auto", "on": True, "off": False}[args.halving]
+    if args.unit is not None:
+        options["confirm_unit"] = args.unit
     new, old = list(st.TASKS), list(common.TASKS)
     names = args.tasks.split(",") if args.tasks else new + old
     if args.what == "grid":

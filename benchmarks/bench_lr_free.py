@@ -88,13 +88,14 @@ def _tuned_rate(task, seed: int) -> dict:
         from common import build
 
         from lrtune.confirmation import confirm_lr
-        from lrtune.confirmation.confirm import confirm_epochs
+        from lrtune.confirmation.confirm import confirm_budget
 
         splits = splits_of(task.dataset)
         model, _, loss_fn = build(task, seed, lr=1e-3)
         res = confirm_lr(model, task.optimizer, {"momentum": task.momentum}, loss_fn,
                          splits.train, splits.valid, finder, k=8,
-                         budget_epochs=confirm_epochs(finder, task.epochs, 0.5),
+                         budget_steps=confirm_budget(finder, task.epochs, steps_per_epoch(task),
+                                                     0.5)["steps"],
                          batch_size=task.batch_size, seed=seed)
         lr, source = res.chosen_lr, "confirmed"
         steps += sum(min(res.settings["steps"], d if d is not None else math.inf)

@@ -363,7 +363,7 @@ def _grid(common, task, seeds) -> tuple[dict, str]:
 
 def run_quality(args) -> dict:
     from lrtune.confirmation import confirm_lr
-    from lrtune.confirmation.confirm import confirm_epochs
+    from lrtune.confirmation.confirm import confirm_budget
 
     common = _load_common()
     fraction = args.fraction
@@ -380,10 +380,12 @@ def run_quality(args) -> dict:
         per_seed = []
         for s in seeds:
             finder, _ = common.run_finder(task, s)
-            budget = confirm_epochs(finder, task.epochs, fraction)
+            # whole epochs: the rule section 4 of RESULTS.md was measured with
+            budget = confirm_budget(finder, task.epochs, common.steps_per_epoch(task), fraction,
+                                    unit="epochs")["steps"]
             model, _, loss_fn = common.build(task, s, lr=1e-3)
             res = confirm_lr(model, task.optimizer, {"momentum": task.momentum}, loss_fn,
-                             splits.train, splits.valid, finder, k=K, budget_epochs=budget,
+                             splits.train, splits.valid, finder, k=K, budget_steps=budget,
                              batch_size=task.batch_size, seed=s, halving=args.halving,
                              choice=args.choice)
             full = common.train(task, res.chosen_lr, s) if res.chosen_lr else None
@@ -395,7 +397,7 @@ def run_quality(args) -> dict:
                 "short_metric": res.final_metric, "chosen_lr": res.chosen_lr,
                 "full_metric": None if full is None else full[key],
                 "finder_steps": len(finder.train_losses), "sweep_copy_steps": sweep_steps,
-                "sweep_seconds": res.seconds, "engine": res.engine, "budget_epochs": budget,
+                "sweep_seconds": res.seconds, "engine": res.engine, "budget_steps": budget,
                 "stopped_step": res.stopped_step, "sweep_compute_fraction": res.compute_fraction,
             })
         values = [p["full_metric"] for p in per_seed]

@@ -1,8 +1,11 @@
 """Trainer epoch time against a hand-written PyTorch loop (and skorch, when installed).
 
 Same model, data, optimizer and batch size; each repeat runs every contender once in an order
-that alternates (ABBA...), so a slow moment of the machine hits all of them. Reported: the
-median seconds per epoch of each contender and the median of the per-repeat ratios.
+that alternates (ABC CBA ...), so a slow moment of the machine hits all of them. Reported: the
+median seconds per epoch of each contender, the median of the per-repeat ratios to the
+hand-written loop and its bootstrap 95 % interval. A second copy of the hand-written loop
+(``hand2``) is timed as a control: its ratio to the first copy is what the arrangement and the
+machine alone produce, the resolution of every other ratio (``--no-control`` drops it).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_trainer.py --repeats 15 --epochs 2 [--wall]
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
 
@@ -63,6 +67,19 @@ def hand_written(splits, model, opt, epochs: int, batch_size: int) -> float:
     return (CLOCK() - start) / epochs
 
 
+def hand_written_again(splits, model, opt, epochs: int, batch_size: int) -> float:
+    """The control: the same hand-written loop under another name and place in the order."""
+    return hand_written(splits, model, opt, epochs, batch_size)
+
+
+def median_interval(ratios: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95 % interval of the median of ``ratios`` (fixed seed: repeatable)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios)))
+                     for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
 def trainer(splits, model, opt, epochs: int, batch_size: int) -> float:
     t = Trainer(model, opt, nn.CrossEntropyLoss(), metrics=["accuracy"], device="cpu", verbose=0)
     start = CLOCK()
@@ -92,6 +109,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2, help="epochs per timed run")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-skorch", action="store_true")
+    p.add_argument("--no-control", action="store_true", help="do not time the hand2 control")
     p.add_argument("--json", default=None, help="also write the raw timings here")
     p.add_argument("--wall", action="store_true", help="time wall-clock seconds instead")
     args = p.parse_args()
@@ -100,6 +118,8 @@ def main() -> None:
         CLOCK = time.perf_counter
 
     contenders = {"hand": hand_written, "trainer": trainer}
+    if not args.no_control:
+        contenders["hand2"] = hand_written_again
     if not args.no_skorch:
         try:
             import skorch  # noqa: F401
@@ -125,8 +145,10 @@ def main() -> None:
         print(f"  {name:<8} {statistics.median(times[name]) * 1e3:8.2f} ms")
     for name in names[1:]:
         ratios = [a / b for a, b in zip(times[name], times["hand"], strict=True)]
+        low, high = median_interval(ratios)
         print(f"  {name} / hand: median ratio {statistics.median(ratios):.3f} "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+              f"(95 % interval {low:.3f}-{high:.3f}; min {min(ratios):.3f}, "
+              f"max {max(ratios):.3f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "seconds_per_epoch": times}, f, indent=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,7 +11,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import lrtune
-from lrtune.auto import WHY_CONFIRM, AutoLRResult, _compressed, _schedule_shape, holdout_split
+from lrtune.auto import (
+    WHY_CONFIRM,
+    AutoLRResult,
+    _compressed,
+    _schedule_shape,
+    confirm_range_test,
+    holdout_split,
+)
+from lrtune.confirmation.confirm import confirm_budget
 from lrtune.schedules.presets import named_schedule
 
 
@@ -59,9 +68,12 @@ def test_a_conclusive_range_test_is_confirmed_by_default_saying_why(data, capsys
     assert res.reason.startswith(f"confirming: {WHY_CONFIRM}; confirmed by training: ")
     assert "2 of 11 benchmark tasks" in WHY_CONFIRM and "RESULTS.md §8" in WHY_CONFIRM
     assert out.startswith(f"auto_lr: confirming: {WHY_CONFIRM}: confirming 3 rates ")
-    # top of the bracket: the range test's minimum; a quarter of the plan (at least 1 epoch)
+    # top of the bracket: the range test's minimum; a quarter of the plan's steps: 192 rows
+    # held out of 240, batch 16: 12 steps per epoch, 24 planned, 6 confirmed
     assert res.sweep.lrs[-1] == pytest.approx(res.finder.min_loss_lr, rel=1e-5)
-    assert res.sweep.settings["epochs"] == 1
+    assert res.sweep.settings["steps"] == 6 and res.sweep.steps[-1] == 6
+    assert res.settings["confirm_steps"] == 6 and res.settings["confirm_epochs"] == 0.5
+    assert "over 6 of 24 steps (0.5 of 2 epochs)" in out
     assert_unchanged(m, o, before)
 
 
@@ -90,7 +102,8 @@ def test_an_inconclusive_range_test_is_confirmed_automatically(data, capsys):
     assert "auto_lr: the range test was inconclusive" in out and "confirming 3 rates" in out
     # half the plan (twice the quarter) after an inconclusive test; the bracket is 3 decades
     # below the last rate
-    assert res.sweep.settings["epochs"] == 2 and res.settings["confirm_epochs"] == 2
+    assert res.sweep.settings["steps"] == 24 and res.settings["confirm_steps"] == 24
+    assert res.settings["confirm_epochs"] == 2 and res.sweep.settings["confirm_share"] == 0.5
     assert res.sweep.lrs[-1] == pytest.approx(res.finder.stop_lr, rel=1e-5)
     # held out 20 % of 240 rows for the confirmation
     assert res.sweep.settings["n_valid"] == 48 and res.settings["holdout"] == 0.2
@@ -115,7 +128,7 @@ def test_a_schedule_triggers_a_confirmation_under_it(data):
     assert res.finder.verdict == "ok" and res.decided_by == "confirmation"
     assert "not the peak of one_cycle" in res.reason and res.schedule == "one_cycle"
     assert res.sweep.settings["scheduled"] is True and res.sweep.settings["schedule"] == "one_cycle"
-    assert res.sweep.settings["epochs"] == 1  # a quarter of the plan after a conclusive test
+    assert res.sweep.settings["steps"] == 12  # a quarter of the 48 planned steps
     assert "peak of one_cycle" in res.summary()
 
 
@@ -166,7 +179,8 @@ def test_holdout_split_is_seeded_and_other_data_need_valid(data):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"confirm": "yes"}, "confirm must be True or False"),
     ({"confirm": "auto"}, "confirm must be True or False"), ({"epochs": 0}, "epochs must be"),
-    ({"schedule": "wiggly"}, "unknown schedule"), ({"confirm_fraction": 2}, "confirm_fraction")])
+    ({"schedule": "wiggly"}, "unknown schedule"), ({"confirm_fraction": 2}, "confirm_fraction"),
+    ({"confirm_unit": "batches"}, "confirm_unit must be one of steps, epochs")])
 def test_bad_arguments_are_named(data, kwargs, message):
     m, o = make()
     kwargs = {"epochs": 1, **kwargs}
@@ -186,7 +200,8 @@ def test_save_json_and_plot(data, tmp_path):
     assert saved["sweep"]["chosen_lr"] == res.lr and saved["finder"]["verdict"] == "ok"
     found = json.loads((tmp_path / "lr_find.json").read_text())  # as `lrtune find --confirm`
     assert found["confirmed_lr"] == res.lr and found["confirm"]["candidates"] == res.sweep.lrs
-    assert found["confirm"]["epochs"] == 1 and found["confirm"]["planned_epochs"] == 2
+    assert found["confirm"]["steps"] == 6 and found["confirm"]["epochs"] == 0.5
+    assert found["confirm"]["planned_steps"] == 24 and found["confirm"]["planned_epochs"] == 2
     assert json.loads(res.to_json())["reason"] == res.reason
     fig = res.plot()
     assert fig.axes
@@ -204,3 +219,99 @@ def test_a_frozen_first_group_stays_at_zero_through_the_confirmation(data):
                          num_iters=100, verbose=False)
     assert res.lrs == [0.0, res.lr] and res.sweep.settings["group_ratios"] == [0.0, 1.0]
     assert torch.equal(m[0].weight, before)
+
+
+# -- the confirmation's budget: a share of the planned optimizer steps -----------------------
+
+CONCLUSIVE = SimpleNamespace(verdict="ok", min_loss_lr=0.3, suggested_lr=0.03, stop_lr=3.0)
+INCONCLUSIVE = SimpleNamespace(verdict="inconclusive", min_loss_lr=0.3, suggested_lr=None,
+                               stop_lr=3.0)
+
+
+@pytest.fixture(scope="module")
+def plan_data(data):
+    """240 + 16 rows in batches of 4: 64 steps per epoch, as charlm_adamw (RESULTS.md §8)."""
+    X, y = data
+    return torch.cat([X, X[:16]]), torch.cat([y, y[:16]])
+
+
+def confirm(plan_data, finder, **kwargs):
+    m, o = make()
+    kwargs = {"epochs": 2, "k": 4, "batch_size": 4, "halving": False, **kwargs}
+    return confirm_range_test(m, o, nn.CrossEntropyLoss(), plan_data, plan_data, finder,
+                              **kwargs)
+
+
+def test_a_quarter_of_two_short_epochs_is_32_steps_not_a_whole_epoch(plan_data):
+    res = confirm(plan_data, CONCLUSIVE)
+    assert res.settings["steps_per_epoch"] == 64 and res.settings["planned_steps"] == 128
+    # every copy trained exactly 32 steps: one evaluation, at the end (no halving)
+    assert res.steps == [32] and res.epochs == [0.5] and res.stopped_step == [None] * 4
+    assert res.copy_steps == 4 * 32 and res.compute_fraction == 1.0
+    assert res.settings["confirm_share"] == 0.25 and res.settings["confirm_unit"] == "steps"
+
+
+def test_an_inconclusive_range_test_doubles_the_step_budget(plan_data):
+    res = confirm(plan_data, INCONCLUSIVE)
+    assert res.steps == [64] and res.copy_steps == 4 * 64 and res.settings["confirm_share"] == 0.5
+
+
+def test_the_earlier_whole_epoch_rule_is_one_argument_away(plan_data):
+    res = confirm(plan_data, CONCLUSIVE, confirm_unit="epochs")
+    assert res.steps == [64] and res.settings["confirm_unit"] == "epochs"
+
+
+def test_halving_and_the_window_on_a_budget_shorter_than_an_epoch(plan_data):
+    res = confirm(plan_data, CONCLUSIVE, halving=True)
+    # evaluated at the rungs (a quarter and half of the 32 steps) and at the end: 3 points,
+    # so the window (the last quarter of the evaluations, at least one) is the final one
+    assert res.settings["halving"]["rung_steps"] == [8, 16] and res.steps == [8, 16, 32]
+    assert res.score_name == "valid loss, the final evaluation"
+    finished = [i for i, s in enumerate(res.stopped_step) if s is None]
+    assert [res.scores[i] for i in finished] == [res.valid_loss[i][-1] for i in finished]
+    assert res.chosen_index in finished
+
+
+def test_a_schedule_is_compressed_onto_the_step_budget(plan_data):
+    read = []
+
+    def schedule(peak):
+        return lambda t: read.append(t) or peak
+
+    res = confirm(plan_data, CONCLUSIVE, schedule=schedule)
+    assert res.steps == [32] and res.settings["schedule"] == "custom"
+    # confirmation step t of 32 reads the planned run's (128 steps) schedule at 4 t
+    assert sorted(set(read)) == [4 * t for t in range(32)]
+
+
+class Stream:
+    """A re-iterable of batches with no length."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __iter__(self):
+        X, y = self.data
+        return iter([(X[i:i + 16], y[i:i + 16]) for i in range(0, len(X), 16)])
+
+
+def test_data_without_a_length_fall_back_to_whole_epochs(data):
+    from lrtune.auto import steps_per_epoch
+
+    stream = Stream(data)
+    loader = DataLoader(Iterable(data), batch_size=16)
+    assert steps_per_epoch(stream, 16) is None and steps_per_epoch(loader, 16) is None
+    assert confirm_budget(CONCLUSIVE, 8, steps_per_epoch(stream, 16)) == {"epochs": 2}
+    # the sweep itself needs a length (it evaluates per epoch): one clear error, either way
+    for train in (stream, loader):
+        with pytest.raises(ValueError, match="train data must have a length"):
+            confirm_range_test(*make(), nn.CrossEntropyLoss(), train, data, CONCLUSIVE,
+                               epochs=8, k=4)
+
+
+class Iterable(torch.utils.data.IterableDataset):
+    def __init__(self, data):
+        self.data = data
+
+    def __iter__(self):
+        return iter(zip(*self.data, strict=True))

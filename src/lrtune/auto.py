@@ -22,10 +22,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrtune.confirmation.confirm import CONFIRM_FRACTION, bracket_from_finder, confirm_epochs
+from lrtune.confirmation.confirm import (
+    CONFIRM_FRACTION,
+    UNITS,
+    bracket_from_finder,
+    confirm_budget,
+    confirm_share,
+)
 from lrtune.confirmation.core import candidate_lrs, sweep
 from lrtune.confirmation.result import SweepResult
-from lrtune.data.batching import as_batches
+from lrtune.data.batching import as_batches, batches_per_epoch
 from lrtune.finder.range_test import reference_group
 from lrtune.finder.result import FinderResult
 from lrtune.result_io import FORMAT_VERSION, json_clean, write_json
@@ -140,8 +146,10 @@ class AutoLRResult:
                 "stopped_step": swept.stopped_step, "choice": swept.choice,
                 "scores": swept.scores, "score_name": swept.score_name,
                 "compute_fraction": swept.compute_fraction,
-                "epochs": s.get("epochs"), "planned_epochs": s.get("planned_epochs"),
-                "fraction": s.get("confirm_fraction"), "bracket": s.get("bracket"),
+                "steps": s.get("steps"), "epochs": _epochs(s.get("steps"), s),
+                "planned_steps": s.get("planned_steps"), "planned_epochs": s.get("planned_epochs"),
+                "fraction": s.get("confirm_fraction"), "share": s.get("confirm_share"),
+                "unit": s.get("confirm_unit"), "bracket": s.get("bracket"),
                 "range_test_suggestion": self.finder.suggested_lr, "schedule": self.schedule,
                 "tolerance": swept.tolerance, "reason": swept.reason, "engine": swept.engine}
 
@@ -159,6 +167,7 @@ def auto_lr(
     confirm: bool = True,
     k: int = 8,
     confirm_fraction: float = CONFIRM_FRACTION,
+    confirm_unit: str = "steps",
     holdout: float = HOLDOUT,
     batch_size: int = 32,
     seed: int = 0,
@@ -182,9 +191,9 @@ def auto_lr(
     docstring).
 
     The confirmation trains K rates of :func:`~lrtune.confirmation.bracket_from_finder`'s
-    bracket at once on ``confirm_fraction`` of the planned epochs (twice that after an
-    inconclusive range test; :func:`~lrtune.confirmation.confirm.confirm_epochs`), each under
-    ``schedule``, and picks one by validation (:func:`lrtune.sweep`). The model and the
+    bracket at once for ``confirm_fraction`` of the planned optimizer steps (twice that after
+    an inconclusive range test; :func:`~lrtune.confirmation.confirm.confirm_budget`), each
+    under ``schedule``, and picks one by validation (:func:`lrtune.sweep`). The model and the
     optimizer are left as they were (the range test restores them; the sweep trains copies).
 
     Args:
@@ -208,8 +217,13 @@ def auto_lr(
             momentum cycle is not reproduced).
         confirm: ``True`` (default: always confirm) or ``False`` (the range test's rate
             alone, ``None`` when it is inconclusive).
-        k: rates the confirmation trains. confirm_fraction: its share of ``epochs`` after a
-            conclusive range test (default 0.25; twice that after an inconclusive one).
+        k: rates the confirmation trains. confirm_fraction: its share of the planned steps
+            (``epochs`` x batches per epoch) after a conclusive range test (default 0.25;
+            twice that after an inconclusive one).
+        confirm_unit: ``"steps"`` (default: that share in optimizer steps, at least 1) or
+            ``"epochs"`` (the earlier rule: rounded to whole epochs, at least 1); data with no
+            length count in epochs either way (see
+            :func:`~lrtune.confirmation.confirm.confirm_budget`).
         batch_size, seed, precision, clip_grad_norm, clip_grad_value, device: as in
             :func:`lrtune.find_lr` and :func:`lrtune.sweep`.
         start_lr, end_lr, num_iters, rule, **finder_options: the range test's options
@@ -237,6 +251,8 @@ def auto_lr(
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if not 0 < confirm_fraction <= 1:
         raise ValueError(f"confirm_fraction must be in (0, 1], got {confirm_fraction!r}")
+    if confirm_unit not in UNITS:
+        raise ValueError(f"confirm_unit must be one of {', '.join(UNITS)}, got {confirm_unit!r}")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(f"optimizer must be a torch optimizer built on the model, got "
                          f"{type(optimizer).__name__}")
@@ -256,6 +272,7 @@ def auto_lr(
                          batch_size=batch_size, rule=rule, seed=seed, device=device,
                          **finder_options)
     settings = dict(epochs=epochs, confirm=confirm, k=k, confirm_fraction=confirm_fraction,
+                    confirm_unit=confirm_unit,
                     holdout=holdout if held_out else None, batch_size=batch_size,
                     seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios,
                     halving=halving, choice=choice)
@@ -273,12 +290,15 @@ def auto_lr(
         return result
 
     why = _why_confirm(finder, schedule_name)
-    budget = confirm_epochs(finder, epochs, confirm_fraction)
+    budget, per_epoch = _budget(finder, train, epochs, confirm_fraction, confirm_unit,
+                                batch_size)
     lo, hi = bracket_from_finder(finder)
-    _say(verbose, f"{why}: confirming {k} rates {lo:.3g}..{hi:.3g} over {budget} of "
-                  f"{epochs} epochs" + (f" under {schedule_name}" if schedule_name else ""))
+    _say(verbose, f"{why}: confirming {k} rates {lo:.3g}..{hi:.3g} over "
+                  f"{budget_text(budget, epochs, per_epoch)}"
+                  + (f" under {schedule_name}" if schedule_name else ""))
     swept = confirm_range_test(model, optimizer, loss_fn, train, valid, finder, epochs=epochs,
                                schedule=schedule, k=k, confirm_fraction=confirm_fraction,
+                               confirm_unit=confirm_unit,
                                step=step, precision=precision, clip_grad_norm=clip_grad_norm,
                                clip_grad_value=clip_grad_value, batch_size=batch_size,
                                seed=seed, engine=engine, device=device, halving=halving,
@@ -288,8 +308,11 @@ def auto_lr(
     reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"
     if lr is not None and lr == candidates[-1] and len(candidates) > 1:
         reason += " (the top of the bracket: no higher rate was tried)"
+    trained = swept.settings["steps"]
     return AutoLRResult(lr, rates_per_group(lr, ratios), "confirmation", reason, finder, swept,
-                        schedule=schedule_name, settings={**settings, "confirm_epochs": budget})
+                        schedule=schedule_name,
+                        settings={**settings, "confirm_steps": trained,
+                                  "confirm_epochs": _epochs(trained, swept.settings)})
 
 
 def confirm_range_test(
@@ -304,38 +327,86 @@ def confirm_range_test(
     schedule: str | Callable | None = None,
     k: int = 8,
     confirm_fraction: float = CONFIRM_FRACTION,
+    confirm_unit: str = "steps",
     batch_size: int = 32,
     seed: int = 0,
     **sweep_options: Any,
 ) -> SweepResult:
     """The confirmation of a range test: ``k`` rates of its bracket trained at once (each
-    under ``schedule``, time-compressed to the budget) for ``confirm_fraction`` of ``epochs``
-    (twice that after an inconclusive range test), chosen by validation.
+    under ``schedule``, time-compressed to the budget) for ``confirm_fraction`` of the planned
+    steps (twice that after an inconclusive range test; ``confirm_unit``: see
+    :func:`~lrtune.confirmation.confirm.confirm_budget`), chosen by validation.
 
     :func:`auto_lr` and ``lrtune find --confirm`` run it. ``sweep_options`` go to
     :func:`lrtune.sweep` (``step``, ``precision``, ``engine``, ``device`` ...). The result's
-    ``settings`` record the bracket, the range test's verdict and suggestion, the schedule
-    and the planned epochs.
+    ``settings`` record the bracket, the range test's verdict and suggestion, the schedule,
+    the planned epochs and steps, and the share of them trained (``steps``: the budget).
     """
     shape = _schedule_shape(schedule)
-    budget = confirm_epochs(finder, epochs, confirm_fraction)
+    budget, per_epoch = _budget(finder, train, epochs, confirm_fraction, confirm_unit,
+                                batch_size)
     lo, hi = bracket_from_finder(finder)
     candidates = candidate_lrs(bracket=(lo, hi), k=k)
     lr_scale = None
     if shape is not None:
-        batches = as_batches(train, batch_size, shuffle=False)
-        if not hasattr(batches, "__len__"):
+        if per_epoch is None:
             raise ValueError("a scheduled confirmation needs train data with a length")
-        lr_scale = _compressed(shape, candidates, planned=epochs * len(batches),
-                               budget=budget * len(batches))
-    swept = sweep(model, optimizer, loss_fn, train, valid, lrs=candidates, epochs=budget,
+        lr_scale = _compressed(shape, candidates, planned=epochs * per_epoch,
+                               budget=budget["steps"])
+    swept = sweep(model, optimizer, loss_fn, train, valid, lrs=candidates, **budget,
                   batch_size=batch_size, seed=seed, lr_scale=lr_scale, **sweep_options)
     schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
                                                 else "custom")
     swept.settings.update(bracket=[lo, hi], range_test_suggestion=finder.suggested_lr,
                           range_test_verdict=finder.verdict, schedule=schedule_name,
-                          planned_epochs=epochs, confirm_fraction=confirm_fraction)
+                          planned_epochs=epochs,
+                          planned_steps=None if per_epoch is None else epochs * per_epoch,
+                          confirm_fraction=confirm_fraction,
+                          confirm_share=confirm_share(finder, confirm_fraction),
+                          confirm_unit=confirm_unit)
     return swept
+
+
+def _budget(finder: FinderResult, train, epochs: int, fraction: float, unit: str,
+            batch_size: int) -> tuple[dict[str, int], int | None]:
+    """The confirmation's budget (:func:`confirm_budget`) and the batches per epoch of
+    ``train`` (``None`` when it has no length)."""
+    per_epoch = steps_per_epoch(train, batch_size)
+    return confirm_budget(finder, epochs, per_epoch, fraction, unit=unit), per_epoch
+
+
+def steps_per_epoch(train, batch_size: int) -> int | None:
+    """Optimizer steps in one epoch of ``train`` (batches of ``batch_size`` for ``(X, y)``
+    data), or ``None`` for data with no length (a DataLoader over an IterableDataset, a
+    re-iterable without ``__len__``).
+
+    Examples:
+        >>> import torch
+        >>> steps_per_epoch((torch.zeros(100, 2), torch.zeros(100)), 32)
+        4
+        >>> steps_per_epoch(type("Stream", (), {"__iter__": lambda self: iter([])})(), 32)
+    """
+    return batches_per_epoch(as_batches(train, batch_size, shuffle=False))
+
+
+def budget_text(budget: dict[str, int], planned_epochs: int, per_epoch: int | None) -> str:
+    """The confirmation's budget for people: steps, and epochs as a fraction of the plan.
+
+    Examples:
+        >>> budget_text({"steps": 32}, 2, 64), budget_text({"epochs": 5}, 20, None)
+        ('32 of 128 steps (0.5 of 2 epochs)', '5 of 20 epochs')
+    """
+    if "steps" not in budget:
+        return f"{budget['epochs']} of {planned_epochs} epochs"
+    steps = budget["steps"]
+    return (f"{steps} of {planned_epochs * per_epoch} steps "
+            f"({steps / per_epoch:.3g} of {planned_epochs} epochs)")
+
+
+def _epochs(steps: int | None, settings: dict) -> float | None:
+    """``steps`` in epochs of the sweep's training data (a fraction), from its settings."""
+    per_epoch = settings.get("steps_per_epoch")
+    return None if steps is None or not per_epoch else round(steps / per_epoch, 6)
 
 
 def _say(verbose: bool, line: str) -> None:

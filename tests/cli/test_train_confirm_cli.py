@@ -11,7 +11,8 @@ def test_train_lr_auto_confirm_trains_at_the_confirmed_rate(tmp_path, capsys):
     found = json.loads((out / "lr_find" / "lr_find.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert len(found["confirm"]["candidates"]) == 3
-    assert found["confirm"]["epochs"] == 1  # a quarter of the planned 2 epochs, at least 1
+    # a quarter of the planned 2 epochs x 34 steps (digits, batch 32): 17 steps, half an epoch
+    assert found["confirm"]["steps"] == 17 and found["confirm"]["epochs"] == 0.5
     assert summary["lr"] == found["confirmed_lr"]
     assert (out / "lr_find" / "sweep.png").is_file()
 

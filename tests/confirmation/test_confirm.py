@@ -11,6 +11,7 @@ from torch import nn
 
 from lrtune.cli import main
 from lrtune.confirmation import bracket_from_finder, confirm_lr
+from lrtune.confirmation.confirm import confirm_budget
 from lrtune.finder import find_lr
 
 
@@ -19,6 +20,20 @@ def test_cli_default_fraction_is_the_librarys():
     from lrtune.confirmation.confirm import CONFIRM_FRACTION as lib
 
     assert cli == lib
+
+
+def test_the_budget_is_a_share_of_the_planned_steps():
+    ok, flat = SimpleNamespace(verdict="ok"), SimpleNamespace(verdict="inconclusive")
+    # charlm_adamw's plan (2 epochs x 64 steps): a quarter is 32 steps, not 1 epoch (64)
+    assert confirm_budget(ok, 2, 64) == {"steps": 32}
+    assert confirm_budget(flat, 2, 64) == {"steps": 64}  # twice after an inconclusive test
+    assert confirm_budget(ok, 2, 64, unit="epochs") == {"steps": 64}  # the earlier rule
+    assert confirm_budget(ok, 5, 29) == {"steps": 36}  # 36.25 steps; whole epochs: 29
+    assert confirm_budget(ok, 1, 2, fraction=0.1) == {"steps": 1}  # at least one step
+    assert confirm_budget(flat, 2, 64, fraction=0.75) == {"steps": 128}  # at most the plan
+    assert confirm_budget(ok, 2, None) == {"epochs": 1}  # no length: whole epochs
+    with pytest.raises(ValueError, match="unit must be one of steps, epochs, got 'batches'"):
+        confirm_budget(ok, 2, 64, unit="batches")
 
 
 def test_bracket_rules():
@@ -56,23 +71,27 @@ def test_confirm_lr_runs_inside_the_range_tests_bracket(data):
 
 
 @pytest.mark.parametrize(
-    ("options", "epochs", "share"),
+    ("options", "steps", "share"),
     [
-        (["--num-iters", "30"], 2, "0.5 of 4: the range test was inconclusive"),
-        (["--momentum", "0.9"], 1, "0.25 of 4"),
+        (["--num-iters", "30"], 68, "0.5 of the plan: the range test was inconclusive"),
+        (["--momentum", "0.9"], 34, "0.25 of the plan"),
     ],
     ids=["inconclusive", "conclusive"],
 )
-def test_find_confirm_cli_writes_both_rates(tmp_path, capsys, options, epochs, share):
+def test_find_confirm_cli_writes_both_rates(tmp_path, capsys, options, steps, share):
     out = tmp_path / "find"
     code = main(["find", *options, "--confirm", "3", "--epochs", "4", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert f"confirmation: 3 rates, {epochs} epochs each ({share})" in text
+    # digits: 1 077 training images in batches of 32, 34 steps per epoch, 136 planned
+    epochs = steps // 34
+    assert (f"confirmation: 3 rates, {steps} of 136 steps ({epochs} of 4 epochs) each "
+            f"({share})") in text
     data = json.loads((out / "lr_find.json").read_text())
     assert "suggested_lr" in data and "lrs" in data  # the range test's keys stay
     assert data["confirmed_lr"] in data["confirm"]["candidates"]
-    assert len(data["confirm"]["valid_metric"]) == 3 and data["confirm"]["epochs"] == epochs
+    assert len(data["confirm"]["valid_metric"]) == 3 and data["confirm"]["steps"] == steps
+    assert data["confirm"]["epochs"] == epochs and data["confirm"]["planned_steps"] == 136
     assert (out / "sweep.png").exists() and (out / "sweep.json").exists()
 
 

@@ -232,6 +232,21 @@ def test_a_validation_set_that_does_not_fit_fails_before_training():
     assert trainer.global_step == 0
 
 
+def test_a_validation_pair_shaped_like_the_training_pair_is_not_probed():
+    X, y = make_data()
+    model = make_model()
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      device="cpu", verbose=0)
+    trainer.fit((X, y), (X[:10], y[:10]), epochs=1, batch_size=len(X))
+    assert calls == [len(X), 10]  # one training batch, one validation batch, no probe
+    calls.clear()  # a pair that differs (here its targets' dtype) is probed before training
+    with pytest.raises(ValueError, match="does not fit the model: expected target dtype"):
+        trainer.fit((X, y), (X[:10], y[:10].int()), epochs=1, batch_size=len(X))
+    assert calls == [10]
+
+
 def test_fp16_with_clipping_checkpoints_the_scaler(tmp_path):
     X, y = make_data()
     model = make_model(seed=5)

@@ -97,7 +97,13 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
     sweep.png/json, the confirmed rate in lr_find.json and lr_find.png, auto_lr.json).
 
     Returns the :class:`~lrtune.auto.AutoLRResult`."""
-    from lrtune.auto import AutoLRResult, confirm_range_test, group_ratios, rates_per_group
+    from lrtune.auto import (
+        AutoLRResult,
+        budget_text,
+        confirm_range_test,
+        group_ratios,
+        rates_per_group,
+    )
 
     swept = confirm_range_test(model, optimizer, loss_fn, splits.train, splits.valid, result,
                                epochs=args.epochs, k=args.confirm,
@@ -111,12 +117,12 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
     auto = AutoLRResult(lr, rates_per_group(lr, group_ratios(optimizer)), "confirmation", reason,
                         result, swept)
     paths = auto.save(out)
-    epochs = swept.settings["epochs"]
-    share = (f"{args.confirm_fraction:g} of {args.epochs}" if result.verdict == "ok" else
-             f"{min(1.0, 2 * args.confirm_fraction):g} of {args.epochs}: the range test was "
-             "inconclusive")
-    print(f"confirmation: {args.confirm} rates, {epochs} epochs each ({share}): "
-          f"{swept.summary()}")
+    s = swept.settings
+    share = f"{s['confirm_share']:g} of the plan" + (
+        "" if result.verdict == "ok" else ": the range test was inconclusive")
+    print(f"confirmation: {args.confirm} rates, "
+          f"{budget_text({'steps': s['steps']}, args.epochs, s['steps_per_epoch'])} each "
+          f"({share}): {swept.summary()}")
     print(swept.table())
     print(f"wrote {', '.join(str(p) for p in paths[2:])}; confirmed_lr added to {paths[1]}")
     return auto

@@ -93,7 +93,7 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
     if with_epochs:  # `lrtune train` has its own --epochs
         p.add_argument("--epochs", type=positive_int, default=20,
                        help="planned training epochs; --confirm trains --confirm-fraction of "
-                            "them (twice that after an inconclusive range test)")
+                            "their steps (twice that after an inconclusive range test)")
     p.add_argument("--halving", choices=("auto", "on", "off"), default="auto",
                    help="successive halving in the confirmation: stop rates clearly behind the "
                         "best at a quarter and half of its budget (auto: on for a constant "
@@ -103,7 +103,7 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                         "last quarter of its evaluations, final = the last evaluation's metric "
                         "(the lowest rate within noise of the best, either way)")
     p.add_argument("--confirm-fraction", type=positive_float, default=CONFIRM_FRACTION,
-                   help=f"share of the planned epochs the confirmation trains after a "
+                   help=f"share of the planned steps the confirmation trains after a "
                         f"conclusive range test, twice that (at most all) after an "
                         f"inconclusive one (default {CONFIRM_FRACTION})")
 

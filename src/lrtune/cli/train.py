@@ -38,7 +38,7 @@ from lrtune.trained import model_spec
 EPILOG = """examples:
   lrtune train --lr 0.05 --momentum 0.9 --epochs 20 --patience 3
   lrtune train --lr auto --schedule one_cycle --epochs 10 --out runs/one_cycle
-  lrtune train --lr auto --epochs 20            # range test, then 8 rates confirmed on 10 epochs
+  lrtune train --lr auto --epochs 20            # range test, 8 rates confirmed on 1/4 of the steps
   lrtune train --lr auto --no-confirm --num-iters 500 --rule valley   # the range test alone
   lrtune train --lr auto --data mypkg.data:load --model mypkg.nets:make   # your own data, model
   lrtune train --schedule linear --lr 0.03 --lr-end 0.0001 --momentum 0.9 --momentum-end 0.999

@@ -12,11 +12,22 @@ SPAN_DECADES = 1.75  # bracket width below the range test minimum (8 rates: quar
 INCONCLUSIVE_SPAN_DECADES = 3.0
 ABOVE_DECADES = 0.0  # reach above the range test's minimum (0.5 measured no better: §8)
 CONFIRM_FRACTION = 0.25  # share of the plan after a conclusive range test (RESULTS.md §8)
+UNITS = ("steps", "epochs")  # what the confirmation's budget is rounded to
 
 
-def confirm_epochs(finder_result, planned_epochs: int, fraction: float = CONFIRM_FRACTION) -> int:
-    """Epochs the confirmation trains: ``fraction`` of the plan after a conclusive range test,
-    twice that (at most the whole plan) after an inconclusive one.
+def confirm_budget(finder_result, planned_epochs: int, steps_per_epoch: int | None = None,
+                   fraction: float = CONFIRM_FRACTION, *, unit: str = "steps") -> dict[str, int]:
+    """The confirmation's budget, as :func:`lrtune.sweep`'s ``steps=`` or ``epochs=``:
+    ``fraction`` of the planned training after a conclusive range test, twice that (at most
+    the whole plan) after an inconclusive one.
+
+    ``unit="steps"`` (default): ``round(planned_epochs * steps_per_epoch * share)`` optimizer
+    steps, at least 1, so a short plan is not rounded up to a whole epoch (a quarter of 2
+    epochs of 64 steps is 32 steps, not 1 epoch). ``unit="epochs"`` (the earlier rule, kept
+    for comparison): ``round(planned_epochs * share)`` whole epochs, at least 1, given in
+    steps. Without ``steps_per_epoch`` (data with no length) the plan's length in steps is
+    unknown and the budget is whole epochs, ``{"epochs": n}`` (:func:`lrtune.sweep` itself
+    needs data with a length, so there it stops with that message).
 
     Measured on the 11 tasks of ``benchmarks/RESULTS.md`` §8 (confirming every range test):
     a quarter of the plan met the target on the same 7 tasks as a half, at 0.08-0.19 of a
@@ -24,19 +35,35 @@ def confirm_epochs(finder_result, planned_epochs: int, fraction: float = CONFIRM
     range test bounds nothing, and a short run cannot see a collapse that comes late: there a
     quarter of the plan picked rates that ended up to 83 points below the grid's best (the
     slow starter, the deep MLP), while half of it passed the same 2 of 3 tasks as the whole
-    plan, at 0.16-0.22 of the grid instead of 0.26-0.37.
+    plan, at 0.16-0.22 of the grid instead of 0.26-0.37. Counted in steps rather than whole
+    epochs, the same 7 tasks pass and every task costs at most 0.25 of the grid (charlm_adamw,
+    2 epochs of 64 steps: 0.34 -> 0.24; its quarter had been rounded up to a whole epoch).
 
     Examples:
         >>> from types import SimpleNamespace
-        >>> confirm_epochs(SimpleNamespace(verdict="ok"), 20), confirm_epochs(
-        ...     SimpleNamespace(verdict="inconclusive"), 20)
-        (5, 10)
-        >>> confirm_epochs(SimpleNamespace(verdict="inconclusive"), 20, fraction=0.75)
-        20
+        >>> ok, flat = SimpleNamespace(verdict="ok"), SimpleNamespace(verdict="inconclusive")
+        >>> confirm_budget(ok, 2, 64), confirm_budget(flat, 2, 64)
+        ({'steps': 32}, {'steps': 64})
+        >>> confirm_budget(ok, 2, 64, unit="epochs"), confirm_budget(ok, 20)
+        ({'steps': 64}, {'epochs': 5})
+        >>> confirm_budget(flat, 20, 10, fraction=0.75)
+        {'steps': 200}
     """
-    if finder_result.verdict != "ok":
-        fraction = min(1.0, 2 * fraction)
-    return max(1, round(planned_epochs * fraction))
+    if unit not in UNITS:
+        raise ValueError(f"the confirmation's unit must be one of {', '.join(UNITS)}, "
+                         f"got {unit!r}")
+    fraction = confirm_share(finder_result, fraction)
+    if steps_per_epoch is None or unit == "epochs":
+        epochs = max(1, round(planned_epochs * fraction))
+        return {"epochs": epochs} if steps_per_epoch is None else {
+            "steps": epochs * steps_per_epoch}
+    return {"steps": max(1, round(planned_epochs * steps_per_epoch * fraction))}
+
+
+def confirm_share(finder_result, fraction: float = CONFIRM_FRACTION) -> float:
+    """The share of the plan the confirmation trains: ``fraction`` after a conclusive range
+    test, twice that (at most 1) after an inconclusive one (why: :func:`confirm_budget`)."""
+    return fraction if finder_result.verdict == "ok" else min(1.0, 2 * fraction)
 
 
 def bracket_from_finder(result, *, span: float = SPAN_DECADES,
@@ -98,8 +125,8 @@ def confirm_lr(
 ) -> SweepResult:
     """Confirm k rates inside the range test's bracket on a short budget; pick by validation.
 
-    The budget is ``budget_epochs`` or ``budget_steps`` (exactly one); the CLIs pass
-    :func:`confirm_epochs` of the planned training. The result's ``settings`` record the
+    The budget is ``budget_epochs`` or ``budget_steps`` (exactly one), e.g. from
+    :func:`confirm_budget` of the planned training. The result's ``settings`` record the
     bracket and the range test's suggestion next to the confirmed rate.
 
     Args:

@@ -21,7 +21,7 @@ from lrtune.confirmation.result import (
     tolerances,
     window_scores,
 )
-from lrtune.data.batching import as_batches
+from lrtune.data.batching import as_batches, batches_per_epoch
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
 from lrtune.steps import Step, check_precision, resolve_step, run_step, target_of, to_device
 
@@ -109,7 +109,10 @@ def sweep(
 
     The choice (``choice``, see :func:`lrtune.confirmation.result.choose`): by default
     (``"window"``) each copy's validation *loss* averaged over the last quarter of its
-    evaluations (one per epoch), and the lowest rate within 1 % of the best such loss. Measured
+    evaluations (one per epoch, one at each halving rung and one at the end; at least the
+    last: a budget of fewer than 8 evaluations, e.g. shorter than an epoch, which is evaluated
+    at its rungs and its end, is judged on its final evaluation), and the lowest rate within
+    1 % of the best such loss. Measured
     (``benchmarks/bench_confirm_noise.py``): with a few dozen validation samples the final
     accuracy is a coin toss, the averaged loss is not. ``"final"``: the final validation
     metric, the lowest rate within noise of the best: for accuracy one standard error of the
@@ -209,10 +212,10 @@ def sweep(
         layout = layout_of(net, optimizer)
         training = Training(loss_fn, step, precision, clip_grad_norm, clip_grad_value, dev)
         batches = as_batches(train, batch_size, shuffle=True, seed=seed)
-        per_epoch = len(batches) if hasattr(batches, "__len__") else None
+        per_epoch = batches_per_epoch(batches)
         if per_epoch is None:
             raise ValueError("train data must have a length (a DataLoader, a list of batches "
-                             "or (X, y)): the budget is counted in epochs of it")
+                             "or (X, y)): the sweep evaluates at the end of each epoch of it")
         if per_epoch == 0:
             raise ValueError("train data is empty: it yielded no batch")
         total = steps if steps is not None else epochs * per_epoch

@@ -148,3 +148,18 @@ def as_batches(data, batch_size: int, *, shuffle: bool = True, seed: int = 0, dr
             "iterated again each pass, such as a DataLoader or a list of batches"
         )
     return data
+
+
+def batches_per_epoch(batches) -> int | None:
+    """``len(batches)``, or ``None`` for batches with no length (a re-iterable without
+    ``__len__``, a DataLoader over an IterableDataset, whose ``len`` raises).
+
+    Examples:
+        >>> batches_per_epoch([1, 2, 3]), batches_per_epoch(range(0)), batches_per_epoch(
+        ...     type("Stream", (), {"__iter__": lambda self: iter([])})())
+        (3, 0, None)
+    """
+    try:
+        return len(batches)
+    except TypeError:
+        return None

@@ -456,7 +456,16 @@ class Trainer:
 
     def _check_validation_fits(self) -> None:
         """Run one validation batch before training, so data that does not fit the model fails
-        now rather than after a whole training epoch (the RNG state is left untouched)."""
+        now rather than after a whole training epoch (the RNG state is left untouched).
+
+        Skipped for tensor pairs shaped like the training pair (per-sample shapes, dtypes,
+        devices) when nothing augments the training batches: whatever fails on those fails on the
+        first training batch already."""
+        train, valid = self.train_batches, self.valid_batches
+        if self.augment is None and isinstance(train, TensorBatches) \
+                and isinstance(valid, TensorBatches) and all(
+                _same_sample_kind(a, b) for a, b in ((train.X, valid.X), (train.y, valid.y))):
+            return
         model = distributed.unwrap(self.model)
         was_training = model.training
         model.eval()
@@ -615,3 +624,7 @@ class Trainer:
     def _call(self, hook: str, logs: dict[str, Any]) -> None:
         for cb in self._active:
             getattr(cb, hook)(self, logs)
+
+
+def _same_sample_kind(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape[1:] == b.shape[1:] and a.dtype == b.dtype and a.device == b.device
