@@ -19,7 +19,11 @@ Three steps, each resumable; results in ``benchmarks/results/``:
    another file (``--out``); a full training at a rate is cached in ``auto_suite_scores.json``
    (per task definition, rate and seed), so variants that return the same rate share it.
 3. ``report``: the tables (markdown) from both files, also written next to the results file
-   (``auto_suite.md``; ``--out`` for a variant's).
+   (``auto_suite.md``; ``--out`` for a variant's). Two regrets: the single-run regret (the
+   full training at the returned rate with the call's own seed) and the rate regret (the mean
+   over the grid's 3 training seeds at that rate, trained through the cache where missing).
+   ``variants``: one line per results file; ``shapes``: the range-test curves around their
+   minimum against the grid's best rate.
 
 Compute is counted in optimizer steps x copies: range-test steps + the confirmation's
 copy-steps, against the grid's steps over one seed (rates x budget), i.e. one ``auto_lr`` call
@@ -307,6 +311,7 @@ def run_auto(names: list[str], tag: str, out: Path, options: dict, above: float 
                 "steepest_value": fin.suggestions.get("steepest"),
                 "min_loss_lr": fin.min_loss_lr, "stop_reason": fin.stop_reason,
                 "stop_lr": fin.stop_lr,
+                "range_test_curve": {"lrs": fin.lrs, "smoothed": fin.smoothed_losses},
                 "sweep_copy_steps": copy_steps(sw),
                 "sweep": None if sw is None else {
                     "lrs": sw.lrs, "bracket": sw.settings.get("bracket"),
@@ -508,6 +513,37 @@ def variants_table(files: list[str], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _loss_at(lrs: np.ndarray, loss: np.ndarray, lr: float) -> float:
+    """The curve's loss at the recorded rate nearest ``lr`` (on a log axis)."""
+    return float(loss[int(np.argmin(np.abs(np.log(lrs) - math.log(lr))))])
+
+
+def curve_shapes(names: list[str], out: Path = AUTO_JSON, reach: float = 0.25) -> str:
+    """Per conclusive range test of ``out``: where the grid's best rate lies against the
+    minimum of the smoothed range-test curve, and how steeply that curve falls over the
+    ``reach`` decades before its minimum and rises over the ``reach`` decades after it
+    (relative to the minimum's loss): is there a shape that tells a best rate above the
+    minimum (a bracket that should reach higher) from one below it?"""
+    runs = _load(out).get("runs", {})
+    lines = [f"| task | seed | grid best / minimum's rate | fall over {reach} decade before "
+             f"the minimum | rise over {reach} decade after it | divergence / minimum |",
+             "|---" * 6 + "|"]
+    for name in names:
+        best = grid_of(name)["best_lr"]
+        for s in SEEDS:
+            rec = runs.get(f"{name}|{s}")
+            if rec is None or rec["verdict"] != "ok" or "range_test_curve" not in rec:
+                continue
+            lrs = np.asarray(rec["range_test_curve"]["lrs"])
+            loss = np.asarray(rec["range_test_curve"]["smoothed"])
+            i = int(np.nanargmin(loss))
+            fall = _loss_at(lrs, loss, lrs[i] / 10**reach) / loss[i] - 1
+            rise = _loss_at(lrs, loss, lrs[i] * 10**reach) / loss[i] - 1
+            lines.append(f"| {name} | {s} | {best / lrs[i]:.2f} | {fall:.1%} | {rise:.1%} | "
+                         f"{rec['stop_lr'] / lrs[i]:.1f} |")
+    return "\n".join(lines)
+
+
 def grid_tables(names: list[str]) -> str:
     data = _load(GRID_JSON).get("tasks", {})
     out = []
@@ -535,7 +571,7 @@ def main(argv=None) -> int:
     import common
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["grid", "auto", "report", "variants"])
+    parser.add_argument("what", choices=["grid", "auto", "report", "variants", "shapes"])
     parser.add_argument("--tasks", default="", help="comma-separated (default: all)")
     parser.add_argument("--tag", default="run", help="label of this auto run's metadata")
     parser.add_argument("--out", default=AUTO_JSON.name,
@@ -582,6 +618,8 @@ def main(argv=None) -> int:
         run_auto(names, args.tag, out, options, args.above, args.inconclusive)
     elif args.what == "variants":
         log(variants_table(args.files.split(","), names))
+    elif args.what == "shapes":
+        log(curve_shapes(names, out))
     else:
         fill_rate_scores(out, names)
         text = grid_tables(names) + "\n\n" + report(names, out)
