@@ -74,6 +74,24 @@ def test_resume_purges_what_the_crashed_run_wrote_past_its_checkpoint(tmp_path, 
     assert [s for s, _ in _read(tmp_path / "tb" / "epoch")["loss/train"]] == [1, 2, 3, 4]
 
 
+def test_a_resume_in_the_same_second_is_read_after_the_crashed_run(tmp_path, data, monkeypatch):
+    """Event files are read in name order: second, host, pid, then a counter that sorts as
+    text. The crashed run's writers get counters 8 and 9, the resumed run's 10 and 11 ("10"
+    sorts before "9"), so only a later second puts the resumed files last."""
+    from tensorboard.summary.writer import event_file_writer
+
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(8))
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, data, epochs=4, callbacks=[Checkpoint(tmp_path / "ck"), Crash()])
+    trainer = _train(tmp_path, data, epochs=4, callbacks=[Checkpoint(tmp_path / "ck")],
+                     resume=tmp_path / "ck" / "last.pt")
+    batch = _read(tmp_path / "tb" / "batch")["loss/train"]
+    assert [s for s, _ in batch] == list(range(1, 13))
+    assert [v for _, v in batch] == pytest.approx([b["loss"] for b in trainer.history.batches],
+                                                  rel=1e-6)
+    assert [s for s, _ in _read(tmp_path / "tb" / "epoch")["loss/train"]] == [1, 2, 3, 4]
+
+
 def _get(port, path, **query):
     url = f"http://127.0.0.1:{port}{path}"
     if query:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ class TensorBoard(Callback):
         from torch.utils.tensorboard import SummaryWriter
 
         resumed = trainer.epoch > 0
+        if resumed:
+            _wait_for_a_later_second(self.log_dir / "epoch", self.log_dir / "batch")
         self.epoch_writer_ = SummaryWriter(
             str(self.log_dir / "epoch"), purge_step=trainer.epoch + 1 if resumed else None)
         if self.log_batches:
@@ -82,3 +85,15 @@ class TensorBoard(Callback):
             if writer is not None:
                 writer.close()
         self.epoch_writer_ = self.batch_writer_ = None
+
+
+def _wait_for_a_later_second(*dirs: Path) -> None:
+    """Sleep, when needed, until the clock's second is past that of every event file in
+    ``dirs``. TensorBoard reads a run's files in name order, and a name is the creation second
+    followed by host, pid and a counter that do not sort as numbers (``...9`` after ``...10``):
+    a resumed run's file must carry a later second to be read after, and purge, what the
+    crashed run wrote (at most 1 s, and only when a file of this second exists)."""
+    seconds = [int(part) for d in dirs if d.is_dir() for f in d.glob("events.out.tfevents.*")
+               if (part := f.name.split(".")[3]).isdigit()]
+    if seconds:
+        time.sleep(max(0.0, max(seconds) + 1 - time.time()))
