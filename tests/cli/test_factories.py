@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,6 +69,21 @@ def factories(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "my_factories"
     sys.modules.pop("my_factories", None)
+
+
+def test_the_lrtune_command_imports_factories_from_the_current_folder(tmp_path):
+    """The installed command's sys.path holds its own folder, not the current one (unlike
+    ``python -m``): the README promises the current folder."""
+    exe = Path(sys.executable).with_name("lrtune")
+    if not exe.exists():
+        pytest.skip("the lrtune command is not installed next to this python")
+    (tmp_path / "here_factories.py").write_text(textwrap.dedent(FACTORIES))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([str(exe), "find", "--data", "here_factories:pairs", "--model",
+                           "here_factories:net", "--num-iters", "20", "--out", "run"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "lr_find.json").exists()
 
 
 def test_is_factory():

@@ -10,7 +10,8 @@ Signatures:
   tensor pairs or DataLoaders of ``(x, y)`` batches (read once into memory; the CLI batches
   them with ``--batch-size``). Integer targets mean classification, float targets regression.
 
-Any failure to import, find or call the factory, or a wrong return type, is one
+The module is imported from the current folder or ``sys.path``. Any failure to import, find or
+call the factory, or a wrong return type, is one
 :class:`~lrtune.cli.common.UsageError` line naming the option.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +37,9 @@ def load_factory(spec: str, option: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UsageError(f"{option} {spec!r}: expected pkg.module:factory")
+    here = os.getcwd()  # "importable from the current folder", also for the installed
+    if here not in sys.path:  # `lrtune` command, whose sys.path does not hold it (python -m does)
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or any error the module raises as it loads
