@@ -212,6 +212,16 @@ def test_bad_schedulers_are_named(schedules, message):
                 schedules=schedules, verbose=0)
 
 
+@pytest.mark.parametrize("wrap", [lambda s: s, lambda s: {"scheduler": s, "interval": "step"}])
+def test_a_scheduler_built_on_another_optimizer_is_refused(wrap):
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    other = torch.optim.SGD(model.parameters(), lr=0.1)  # e.g. left over from a previous cell
+    onecycle = torch.optim.lr_scheduler.OneCycleLR(other, max_lr=1.0, total_steps=10)
+    with pytest.raises(ValueError, match="OneCycleLR in schedules= was built on another"):
+        Trainer(model, opt, nn.CrossEntropyLoss(), verbose=0, schedules=wrap(onecycle))
+
+
 def test_plateau_on_steps_is_refused():
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

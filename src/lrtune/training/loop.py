@@ -179,7 +179,7 @@ class Trainer:
             schedules = []
         elif not isinstance(schedules, list | tuple):
             schedules = [schedules]
-        self.schedules = [as_trainer_schedule(s) for s in schedules]
+        self.schedules = [as_trainer_schedule(s, optimizer) for s in schedules]
         self.augment = augment
         self.verbose = verbose
         self.history = History()

@@ -70,10 +70,23 @@ class TorchSchedule:
         self.count = int(state["count"])
 
 
-def as_trainer_schedule(obj: Any) -> Any:
+def as_trainer_schedule(obj: Any, optimizer: Any = None) -> Any:
     """``obj`` ready for the Trainer: lrtune's schedulers as they are, torch schedulers (bare:
     per epoch) and Lightning's ``{"scheduler": s, "interval", "frequency", "monitor"}`` wrapped.
+
+    With ``optimizer`` given, a scheduler bound to another optimizer is a ValueError (it would
+    step, save and resume while the trained optimizer's rates never change).
     """
+    schedule = _as_schedule(obj)
+    bound = getattr(getattr(schedule, "scheduler", schedule), "optimizer", None)
+    if optimizer is not None and bound is not None and bound is not optimizer:
+        name = type(getattr(schedule, "scheduler", schedule)).__name__
+        raise ValueError(f"the {name} in schedules= was built on another optimizer than the "
+                         "Trainer's: build it on the optimizer you pass to the Trainer")
+    return schedule
+
+
+def _as_schedule(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         unknown = set(obj) - _LIGHTNING_KEYS
         if "scheduler" not in obj or unknown:
