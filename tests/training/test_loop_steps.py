@@ -257,6 +257,29 @@ def test_a_validation_pair_shaped_like_the_training_pair_is_not_probed():
     assert calls == [10]
 
 
+@pytest.mark.parametrize("dict_batches", [True, False])
+def test_metrics_with_a_step_that_gives_no_output_fail_before_training(dict_batches):
+    if dict_batches:
+        model = HFStyle()
+        train = valid = DataLoader(Tokens(), batch_size=16)
+
+        def step(model, batch):
+            return model(**batch)["loss"]  # the loss alone: nothing for the metric to read
+    else:
+        model, (X, y) = make_model(), make_data()
+        train = valid = (X, y)
+
+        def step(model, batch):
+            return nn.functional.cross_entropy(model(batch[0]), batch[1])
+    before = copy.deepcopy(model.state_dict())
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), step=step,
+                      metrics=["accuracy"], device="cpu", verbose=0)
+    with pytest.raises(ValueError, match="the step gave no output: make it return"):
+        trainer.fit(train, valid, epochs=1)
+    assert trainer.global_step == 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_fp16_with_clipping_checkpoints_the_scaler(tmp_path):
     X, y = make_data()
     model = make_model(seed=5)

@@ -445,11 +445,7 @@ class Trainer:
         return scores
 
     def _update_metrics(self, result) -> None:
-        if result.output is None or result.target is None:
-            raise ValueError(
-                "metrics need the model's output and the target: make the step return "
-                "{'loss': ..., 'output': ..., 'target': ...}"
-            )
+        _check_metric_inputs(result)
         output = result.output.detach()
         for metric in self.metrics.values():
             metric.update(output, result.target)
@@ -458,11 +454,13 @@ class Trainer:
         """Run one validation batch before training, so data that does not fit the model fails
         now rather than after a whole training epoch (the RNG state is left untouched).
 
+        With metrics, the probe also checks that the step gives them an output and a target.
         Skipped for tensor pairs shaped like the training pair (per-sample shapes, dtypes,
-        devices) when nothing augments the training batches: whatever fails on those fails on the
-        first training batch already."""
+        devices) when nothing augments the training batches and the default step feeds any
+        metrics: whatever fails on those fails on the first training batch already."""
         train, valid = self.train_batches, self.valid_batches
-        if self.augment is None and isinstance(train, TensorBatches) \
+        if self.augment is None and (self.runner.is_default or not self.metrics) \
+                and isinstance(train, TensorBatches) \
                 and isinstance(valid, TensorBatches) and all(
                 _same_sample_kind(a, b) for a, b in ((train.X, valid.X), (train.y, valid.y))):
             return
@@ -472,13 +470,14 @@ class Trainer:
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
                 batch = next(iter(self.valid_batches), None)
-                if batch is not None:
-                    self.runner.forward(batch, model=model)
+                result = None if batch is None else self.runner.forward(batch, model=model)
         except (RuntimeError, IndexError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"the validation data does not fit the model: {first}") from exc
         finally:
             model.train(was_training)
+        if result is not None and self.metrics:
+            _check_metric_inputs(result)
 
     @torch.no_grad()
     def predict(self, data, *, batch_size: int = 256) -> torch.Tensor:
@@ -624,6 +623,15 @@ class Trainer:
     def _call(self, hook: str, logs: dict[str, Any]) -> None:
         for cb in self._active:
             getattr(cb, hook)(self, logs)
+
+
+def _check_metric_inputs(result) -> None:
+    if result.output is None or result.target is None:
+        missing = " and ".join(n for n in ("output", "target") if getattr(result, n) is None)
+        raise ValueError(
+            f"metrics need the model's output and the target, and the step gave no {missing}: "
+            "make it return {'loss': ..., 'output': ..., 'target': ...}"
+        )
 
 
 def _same_sample_kind(a: torch.Tensor, b: torch.Tensor) -> bool:
