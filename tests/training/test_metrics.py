@@ -192,3 +192,18 @@ def test_accuracy_is_exact_and_bounded_over_a_long_pass():
     value = _epoch_value(metric, logits, target, 1)  # 2500 updates: the per-batch counts fold
     assert value == skm.accuracy_score(target, logits.argmax(dim=1))
     assert len(metric._hits_seen) < 1024
+
+
+@pytest.mark.parametrize("name", ["accuracy", "f1"])
+@pytest.mark.parametrize(("output", "target", "message"), [
+    # language-model logits (N, L, C) with (N, L) labels: classes must be in dim 1
+    ((4, 6, 10), (4, 6), r"targets must be \(4, 10\).*give the metric logits.transpose\(1, 2\)"),
+    # a (N, 2) one-hot target for 3 classes once gave a silent, wrong accuracy
+    ((8, 3), (8, 2), r"targets of shape \(8, 2\).*must be \(8,\) \(class indices\) or \(8, 3\)"),
+    ((8, 3), (9,), r"targets of shape \(9,\)"),
+    ((8, 1), (7,), r"must be 8 values"),
+])
+def test_mismatched_classification_shapes_are_named(name, output, target, message):
+    metric = resolve_metrics([name])[name]
+    with pytest.raises(ValueError, match=message):
+        metric.update(torch.randn(output), torch.randint(0, 2, target))

@@ -169,12 +169,34 @@ class EpochMetric:
 
 
 def _classification_targets(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Class indices of ``target`` for ``output``; a ValueError when their shapes do not pair
+    (e.g. ``(N, L, C)`` language-model logits with ``(N, L)`` labels: the classes go in dim 1)."""
+    _check_classification_shapes(output, target)
     if _is_binary(output):
         target = target.reshape(-1)
         return (target > 0.5).long() if target.is_floating_point() else target.long()
     if target.dim() == output.dim():  # one-hot rows or probabilities
         target = target.argmax(dim=1)
     return target.long()
+
+
+def _check_classification_shapes(output: torch.Tensor, target: torch.Tensor) -> None:
+    if _is_binary(output):
+        if target.numel() == output.shape[0]:
+            return
+        expected = f"{output.shape[0]} values"
+    else:
+        indices = (output.shape[0], *output.shape[2:])
+        if tuple(target.shape) in (indices, tuple(output.shape)):
+            return
+        expected = f"{indices} (class indices) or {tuple(output.shape)} (one-hot)"
+    last = output.dim() > 2 and target.shape == output.shape[:-1]  # (N, L, C) logits
+    raise ValueError(
+        f"classification metrics got outputs of shape {tuple(output.shape)} and targets of shape "
+        f"{tuple(target.shape)}: outputs are (N,), (N, 1) or (N, C, ...) with the classes in "
+        f"dim 1, so the targets must be {expected}"
+        + ("; give the metric logits.transpose(1, 2)" if last else "")
+    )
 
 
 def _classification_metric(name: str) -> EpochMetric:
@@ -294,6 +316,7 @@ class CountAccuracy(EpochMetric):
     @staticmethod
     def _hits(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
         if output.dim() == 2 and target.dim() == 1 and output.shape[1] > 1 \
+                and len(target) == len(output) \
                 and not target.is_floating_point():  # class indices: the common case, 3 ops
             return (output.argmax(dim=1) == target).sum(), len(target)
         output, target = output.detach(), target.detach()
