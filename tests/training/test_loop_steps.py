@@ -79,6 +79,20 @@ def test_a_model_returning_logits_and_aux_trains_evaluates_and_predicts():
     torch.testing.assert_close(picked.predict(X[:8]).sum(1), torch.ones(8))
 
 
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_predict_under_a_mixed_precision_returns_float32(precision):
+    X, _ = make_data()
+    model = make_model()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      precision=precision, device="cpu", verbose=0)
+    predicted = trainer.predict(X[:8])
+    assert predicted.dtype == torch.float32  # autocast computed it in 16 bits; .numpy() works
+    with torch.no_grad(), torch.autocast("cpu", dtype=trainer.runner.autocast().fast_dtype):
+        expected = model(X[:8]).float()
+    torch.testing.assert_close(predicted, expected, rtol=0, atol=0)
+    assert predicted.numpy().shape == (8, 3)
+
+
 def _hand_written_accumulation(model, X, y, k, steps_per_epoch, epochs, batch_size, seed):
     """What a user writes: loss / window, step every k micro-batches, ragged tail averaged."""
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

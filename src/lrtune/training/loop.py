@@ -487,7 +487,8 @@ class Trainer:
 
         ``data`` is a tensor of inputs, an ``(X, y)`` pair, or a ``DataLoader``/iterable whose
         batches are inputs, ``(inputs, ...)`` tuples, or mappings passed as keyword arguments
-        (``model(**batch)``, the Hugging Face convention).
+        (``model(**batch)``, the Hugging Face convention). Under a mixed precision the outputs
+        run under autocast and come back as float32 (as the model's weights are).
 
         Under ``torch.distributed`` it is local: each rank predicts all of ``data``."""
         if isinstance(data, torch.Tensor):
@@ -497,6 +498,7 @@ class Trainer:
         model = distributed.unwrap(self.model)  # no collectives: any rank may call it alone
         was_training = model.training
         model.eval()
+        mixed = self.runner.precision != "32"
         outputs = []
         try:
             for batch in chunks:
@@ -506,7 +508,10 @@ class Trainer:
                         output = model(**inputs)
                     else:
                         output = model(inputs[0] if isinstance(inputs, tuple | list) else inputs)
-                outputs.append(self.output_fn(output).cpu())
+                output = self.output_fn(output)
+                if mixed and output.dtype in (torch.bfloat16, torch.float16):
+                    output = output.float()  # autocast's dtype, not the model's: float32 out
+                outputs.append(output.cpu())
         finally:
             model.train(was_training)
         if not outputs:
