@@ -236,6 +236,22 @@ def test_a_scheduler_built_on_another_optimizer_is_refused(wrap):
         Trainer(model, opt, nn.CrossEntropyLoss(), verbose=0, schedules=wrap(onecycle))
 
 
+def test_plateau_with_strict_false_skips_a_missing_monitor_as_lightning_does():
+    X, y = make_data()
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0)
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), device="cpu", verbose=0, schedules={
+        "scheduler": plateau, "monitor": "valid_loss", "strict": False})
+    with pytest.warns(UserWarning, match="strict is False: this update is skipped") as caught:
+        trainer.fit((X, y), epochs=2)  # no validation data: nothing to monitor
+    assert len(caught) == 2 and trainer.epoch == 2
+    assert opt.param_groups[0]["lr"] == 0.1 and plateau.last_epoch == 0
+    with pytest.raises(ValueError, match="strict must be True or False"):
+        Trainer(model, opt, nn.CrossEntropyLoss(), verbose=0,
+                schedules={"scheduler": plateau, "strict": "no"})
+
+
 def test_plateau_on_steps_is_refused():
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -10,6 +10,7 @@ Lightning's dict form, is wrapped in :class:`TorchSchedule`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,10 +30,12 @@ class TorchSchedule:
         interval: ``"epoch"`` (Lightning's default) or ``"step"`` (after every optimizer step).
         frequency: step the scheduler every ``frequency`` intervals.
         monitor: the epoch-log key fed to ``ReduceLROnPlateau.step`` (default ``valid_loss``).
+        strict: when the monitored value is missing from the epoch logs, raise (``True``) or
+            warn and skip this update (``False``), as Lightning does.
     """
 
     def __init__(self, scheduler: Any, interval: str = "epoch", frequency: int = 1,
-                 monitor: str | None = None) -> None:
+                 monitor: str | None = None, strict: bool = True) -> None:
         if interval not in ("epoch", "step", "batch"):
             raise ValueError(f"a scheduler's interval must be 'step' or 'epoch', got "
                              f"{interval!r}")
@@ -46,6 +49,9 @@ class TorchSchedule:
         if self.plateau and self.interval != "epoch":
             raise ValueError("ReduceLROnPlateau reacts to an epoch metric: use interval='epoch'")
         self.monitor = (monitor or "valid_loss") if self.plateau else monitor
+        if not isinstance(strict, bool):
+            raise ValueError(f"a scheduler's strict must be True or False, got {strict!r}")
+        self.strict = strict
         self.count = 0
 
     def apply(self) -> None:
@@ -57,8 +63,13 @@ class TorchSchedule:
         if self.count % self.frequency:
             return
         if self.plateau:
-            self.scheduler.step(monitored_value(dict(logs or {}), self.monitor,
-                                                "ReduceLROnPlateau"))
+            logs = dict(logs or {})
+            if not self.strict and logs.get(self.monitor) is None:
+                warnings.warn(f"ReduceLROnPlateau monitors {self.monitor!r}, which the epoch logs "
+                              "do not have, and strict is False: this update is skipped",
+                              stacklevel=2)
+                return
+            self.scheduler.step(monitored_value(logs, self.monitor, "ReduceLROnPlateau"))
         else:
             self.scheduler.step()
 
@@ -99,7 +110,7 @@ def _as_schedule(obj: Any) -> Any:
             raise TypeError(f"the dict's 'scheduler' must be a torch LRScheduler, got "
                             f"{type(inner).__name__}")
         return TorchSchedule(inner, obj.get("interval", "epoch"), obj.get("frequency", 1),
-                             obj.get("monitor"))
+                             obj.get("monitor"), obj.get("strict", True))
     if isinstance(obj, LRScheduler | ReduceLROnPlateau):
         return TorchSchedule(obj)
     missing = [a for a in _PROTOCOL if not hasattr(obj, a)]
