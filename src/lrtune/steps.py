@@ -44,6 +44,9 @@ Step = Callable[[nn.Module, Any], Any]
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 _TARGET_KEYS = ("labels", "label", "target", "targets", "y")
+# GradScaler skips in a row that mean the gradients are never finite: the scale halves at each
+# skip, so by then it is 2**-48 and no finite gradient could still overflow
+MAX_SKIPPED_STEPS = 64
 
 
 class StepResult(NamedTuple):
@@ -257,6 +260,7 @@ class StepRunner:
         self.scaler = (torch.amp.GradScaler(self.device.type)
                        if self.precision == "16-mixed" else None)
         self._params: list[torch.Tensor] | None = None
+        self.skipped_in_a_row = 0  # GradScaler skips since the last step taken
 
     @property
     def is_default(self) -> bool:
@@ -305,7 +309,23 @@ class StepRunner:
         before = scaler.get_scale()
         scaler.step(optimizer)
         scaler.update()
-        return scaler.get_scale() >= before  # the scale backs off exactly when a step is skipped
+        taken = scaler.get_scale() >= before  # the scale backs off exactly when a step is skipped
+        self.skipped_in_a_row = 0 if taken else self.skipped_in_a_row + 1
+        return taken
+
+    @property
+    def never_finite(self) -> bool:
+        """Whether the GradScaler skipped :data:`MAX_SKIPPED_STEPS` steps in a row: the
+        gradients are inf/NaN at every step, whatever the scale."""
+        return self.skipped_in_a_row >= MAX_SKIPPED_STEPS
+
+    @staticmethod
+    def never_finite_message(lr: float) -> str:
+        """What to tell the user when :attr:`never_finite` (one wording for every loop)."""
+        return (f"the GradScaler skipped {MAX_SKIPPED_STEPS} optimizer steps in a row at lr "
+                f"{lr:.4g}: the gradients are inf/NaN at every step although the loss is "
+                "finite; check the model and the loss for operations with infinite gradients "
+                "(e.g. sqrt at 0), or use precision='bf16-mixed' or '32'")
 
     def state_dict(self) -> dict[str, Any] | None:
         """The scaler's state (``None`` without one): part of a checkpoint."""

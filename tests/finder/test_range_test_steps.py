@@ -188,6 +188,24 @@ def test_fp16_overflow_skips_exactly_one_step_without_recording_it():
     assert result.train_losses[4] < 1e3  # the overflowing loss is not a point
 
 
+def _infinite_gradients(model, batch):
+    x, y = batch
+    h = model(x)
+    return nn.functional.cross_entropy(h + torch.sqrt(h - h.detach()), y)  # finite, grad inf
+
+
+def test_gradients_never_finite_under_fp16_raise_instead_of_an_empty_curve():
+    net = _net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = copy.deepcopy(net.state_dict())
+    # it answered "inconclusive: too few points (0) ... lower start_lr", which cannot help
+    with pytest.raises(FloatingPointError, match=r"GradScaler skipped 64 optimizer steps in a "
+                                                 r"row at lr 0.0001: the gradients are inf/NaN"):
+        find_lr(net, opt, data=_blobs(), step=_infinite_gradients, precision="16-mixed",
+                num_iters=30, start_lr=1e-4, end_lr=1e-2)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+
+
 def test_clipping_reaches_the_optimizer():
     data = _blobs()
     seen = []

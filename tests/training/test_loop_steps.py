@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lrtune import Trainer
 from lrtune.data.batching import TensorBatches
+from lrtune.training import NonFiniteLossError
 from lrtune.training.callbacks import Checkpoint
 from lrtune.training.checkpoint_io import load_checkpoint
 
@@ -308,6 +309,25 @@ def test_metrics_with_a_step_that_gives_no_output_fail_before_training(dict_batc
         trainer.fit(train, valid, epochs=1)
     assert trainer.global_step == 0
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_gradients_never_finite_under_fp16_stop_training_as_a_nan_loss_does(tmp_path):
+    X, y = make_data()
+    model = make_model()
+
+    def step(model, batch):
+        h = model(batch[0])
+        return nn.functional.cross_entropy(h + torch.sqrt(h - h.detach()), batch[1])  # grad inf
+
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), step=step,
+                      precision="16-mixed", callbacks=[Checkpoint(tmp_path)], device="cpu",
+                      verbose=0)
+    # it trained on silently, every step skipped, global_step 0
+    with pytest.raises(NonFiniteLossError, match="at epoch 1, batch 64 of 96: the GradScaler "
+                                                 "skipped 64 optimizer steps in a row"):
+        trainer.fit((X, y), epochs=3, batch_size=1)
+    assert trainer.stop_reason == "non_finite" and trainer.epoch == 0
+    assert trainer.global_step == 0 and not list(tmp_path.glob("*.pt"))
 
 
 def test_fp16_with_clipping_checkpoints_the_scaler(tmp_path):

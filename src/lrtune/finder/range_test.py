@@ -21,8 +21,6 @@ from lrtune.finder.snapshot import Snapshot
 from lrtune.lr_free import refuse_range_test
 from lrtune.steps import Step, StepRunner, batch_size_of
 
-MAX_SKIPPED_STEPS = 64  # consecutive GradScaler skips before the sweep gives up (non_finite)
-
 
 def lr_at(step: int, *, start_lr: float, end_lr: float, num_iters: int, mode: str) -> float:
     """The rate at ``step`` (0-based) of a sweep from ``start_lr`` to ``end_lr`` in ``num_iters``.
@@ -168,7 +166,9 @@ def find_lr(
 
     Raises:
         ValueError: bad arguments, or empty data.
-        FloatingPointError: the loss is not finite at the very first step.
+        FloatingPointError: the loss is not finite at the very first step, or under
+            ``"16-mixed"`` the gradients are never finite there (the ``GradScaler`` skipped
+            :data:`~lrtune.steps.MAX_SKIPPED_STEPS` steps in a row before the first point).
     """
     refuse_range_test(optimizer)  # Prodigy, Schedule-Free, D-Adaptation: no rate to find
     _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
@@ -236,7 +236,7 @@ def _sweep(runner: StepRunner, batches, val_batches, ratios, *, start_lr, end_lr
              for i in range(num_iters)]
     group_ratios = list(zip(groups, ratios, strict=True))
     model.train()
-    step, skipped = 0, 0
+    step = 0
     while step < num_iters:
         lr = rates[step]
         for group, ratio in group_ratios:
@@ -252,12 +252,12 @@ def _sweep(runner: StepRunner, batches, val_batches, ratios, *, start_lr, end_lr
             stop_reason, stop_lr = "non_finite", lr
             break
         if not runner.optimizer_step():  # the GradScaler skipped it: not a point, same rate
-            skipped += 1
-            if skipped >= MAX_SKIPPED_STEPS:
+            if runner.never_finite:
+                if step == 0:  # as a non-finite first loss: no curve, and start_lr is not why
+                    raise FloatingPointError(runner.never_finite_message(lr))
                 stop_reason, stop_lr = "non_finite", lr
                 break
             continue
-        skipped = 0
         train_lrs.append(lr)
         train_losses.append(train_loss)
         step += 1

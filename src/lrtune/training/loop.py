@@ -237,6 +237,7 @@ class Trainer:
         self.epochs = epochs
         self.history, self.epoch, self.global_step = History(), 0, 0
         self.should_stop, self.stop_reason, self.messages = False, None, []
+        self.runner.skipped_in_a_row = 0
         self._active = sorted(self._default_callbacks() + self.callbacks, key=lambda c: c.order)
         if self.valid_batches is not None:
             self._check_validation_fits()
@@ -352,6 +353,8 @@ class Trainer:
                 continue
             step += self._optimizer_step(epoch, step + 1, window_sum / window_count, size,
                                          end_hooks, batch_schedules)
+            if runner.never_finite:
+                return self._stop_never_finite(epoch, index)
             micro, window_sum, window_count = 0, 0.0, 0
             if self.should_stop:
                 break
@@ -363,6 +366,8 @@ class Trainer:
                     p.grad.mul_(k / micro)
             self._optimizer_step(epoch, step + 1, window_sum / window_count, size, end_hooks,
                                  batch_schedules)
+            if runner.never_finite:
+                return self._stop_never_finite(epoch, index)
         return total / count
 
     def _optimizer_step(self, epoch: int, step: int, loss: float, size: int, end_hooks,
@@ -385,14 +390,22 @@ class Trainer:
             s.step()
         return 1
 
-    def _stop_non_finite(self, value: float, epoch: int, batch: int) -> None:
+    def _stop_never_finite(self, epoch: int, batch: int) -> None:
+        """The GradScaler found no finite gradients for many steps: fp32 would have stopped on
+        a NaN loss by now, so stop the same way (``NonFiniteLossError``)."""
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self._stop_non_finite(math.nan, epoch, batch, self.runner.never_finite_message(lr))
+
+    def _stop_non_finite(self, value: float, epoch: int, batch: int,
+                         reason: str | None = None) -> None:
         lr = float(self.optimizer.param_groups[0]["lr"])
         n = len(self.train_batches) if hasattr(self.train_batches, "__len__") else None
         where = f"epoch {epoch}, batch {batch}" + (f" of {n}" if n else "")
         self._nan_message = (
             f"training stopped: the loss is {value} at {where} (lr {lr:.4g}); no step was taken "
             "with it and no checkpoint was written for this epoch. Lower the learning rate or "
-            "check the data and the loss."
+            "check the data and the loss." if reason is None else
+            f"training stopped at {where}: {reason}. No checkpoint was written for this epoch."
         )
         self._nan_where = {"epoch": epoch, "batch": batch, "lr": lr}
         self.stop_reason = "non_finite"
