@@ -138,16 +138,28 @@ def target_of(batch: Any) -> Any:
     return None
 
 
+def is_pair(batch: Any) -> bool:
+    """Whether ``batch`` is an ``(inputs, targets, *rest)`` tuple or list."""
+    return isinstance(batch, tuple | list) and len(batch) >= 2
+
+
+def describe_batch(batch: Any) -> str:
+    """A batch's kind for an error message: ``a dict with keys [...]``, ``a Tensor`` …"""
+    if isinstance(batch, Mapping):
+        return f"a dict with keys {sorted(map(str, batch))}"
+    if isinstance(batch, tuple | list):
+        return f"a {type(batch).__name__} of {len(batch)}"
+    return f"a {type(batch).__name__}"
+
+
 def default_step(loss_fn: Callable[[Any, Any], torch.Tensor]) -> Step:
     """The step for ``(x, y, *rest)`` batches: ``loss_fn(primary_output(model(x)), y)``."""
 
     def step(model: nn.Module, batch: Any) -> StepResult:
-        if not isinstance(batch, tuple | list) or len(batch) < 2:
-            kind = (f"a dict with keys {sorted(map(str, batch))}" if isinstance(batch, Mapping)
-                    else f"a {type(batch).__name__}")
+        if not is_pair(batch):
             raise TypeError(
-                f"the default step needs (inputs, targets) batches, but the data yields {kind}; "
-                "pass step=fn, where fn(model, batch) returns the loss"
+                f"the default step needs (inputs, targets) batches, but the data yields "
+                f"{describe_batch(batch)}; pass step=fn, where fn(model, batch) returns the loss"
             )
         x, y = batch[0], batch[1]
         output = primary_output(model(x))

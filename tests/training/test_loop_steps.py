@@ -94,6 +94,17 @@ def test_predict_under_a_mixed_precision_returns_float32(precision):
     assert predicted.numpy().shape == (8, 3)
 
 
+def test_augment_with_dict_batches_names_the_problem():
+    model = HFStyle()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                      step=lambda model, batch: model(**batch), augment=lambda x, y: (x, y),
+                      device="cpu", verbose=0)
+    with pytest.raises(TypeError, match=r"augment=fn\(x, y\) needs \(inputs, targets\) batches, "
+                                        r"but the data yields a dict with keys \['attention_mask'"):
+        trainer.fit(DataLoader(Tokens(), batch_size=16), epochs=1)  # it was KeyError: 0
+    assert trainer.global_step == 0
+
+
 def _hand_written_accumulation(model, X, y, k, steps_per_epoch, epochs, batch_size, seed):
     """What a user writes: loss / window, step every k micro-batches, ragged tail averaged."""
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

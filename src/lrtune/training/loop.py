@@ -15,7 +15,15 @@ from torch import nn
 
 from lrtune import distributed
 from lrtune.data.batching import TensorBatches, as_batches
-from lrtune.steps import Step, StepRunner, batch_size_of, primary_output, to_device
+from lrtune.steps import (
+    Step,
+    StepRunner,
+    batch_size_of,
+    describe_batch,
+    is_pair,
+    primary_output,
+    to_device,
+)
 from lrtune.training.callbacks.base import Callback, overrides
 from lrtune.training.checkpoint_io import (
     FORMAT,
@@ -322,6 +330,10 @@ class Trainer:
         for index, batch in enumerate(batches, start=1):
             if augment is not None:
                 batch = to_device(batch, self.device)
+                if not is_pair(batch):
+                    raise TypeError(f"augment=fn(x, y) needs (inputs, targets) batches, but the "
+                                    f"data yields {describe_batch(batch)}; augment inside "
+                                    "step=fn(model, batch) instead")
                 batch = (*augment(batch[0], batch[1]), *batch[2:])
             if micro == 0 and begin_hooks:
                 logs = {"epoch": epoch, "batch": step + 1}
