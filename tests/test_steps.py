@@ -94,6 +94,34 @@ def test_bad_settings(kwargs, message):
         StepRunner(nn.Linear(2, 2), None, loss_fn=nn.MSELoss(), **kwargs)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    # Python's "takes 1 positional argument but 2 were given", from inside the loop, before
+    ({"step": lambda batch: batch}, r"step must be callable as step\(model, batch\), but "
+                                    r"step\(batch\) cannot"),
+    ({"loss_fn": lambda out: out.sum()}, r"loss_fn must be callable as loss_fn\(output, target"),
+    # nn.CrossEntropyLoss(output, y) built a module: "Boolean value of Tensor ... is ambiguous"
+    ({"loss_fn": nn.CrossEntropyLoss}, r"loss_fn is the class CrossEntropyLoss; pass an "
+                                       r"instance: CrossEntropyLoss\(\)"),
+])
+def test_steps_and_losses_that_cannot_be_called_so_are_named_up_front(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        StepRunner(nn.Linear(2, 2), None, **kwargs)
+    StepRunner(nn.Linear(2, 2), None, loss_fn=nn.MSELoss(reduction="sum"))  # modules are fine
+    StepRunner(nn.Linear(2, 2), None, step=lambda model, batch, *rest: batch)
+
+
+@pytest.mark.parametrize("step", [
+    lambda model, batch: nn.functional.mse_loss(model(batch[0]), batch[1]).detach(),
+    lambda model, batch: torch.tensor(3.0),
+])
+def test_a_loss_without_grad_is_named(step):
+    model = nn.Linear(2, 2)
+    runner = StepRunner(model, torch.optim.SGD(model.parameters(), lr=0.1), step)
+    result = runner.forward((torch.zeros(4, 2), torch.zeros(4, 2)))
+    with pytest.raises(ValueError, match="the loss does not require grad: the step detached it"):
+        runner.backward(result.loss)  # torch: "element 0 of tensors does not require grad"
+
+
 def _manual_clipped_step(model, x, y, max_norm):
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     nn.functional.mse_loss(model(x), y).backward()

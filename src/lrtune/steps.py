@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -172,15 +173,34 @@ def default_step(loss_fn: Callable[[Any, Any], torch.Tensor]) -> Step:
 def resolve_step(step: Step | None, loss_fn: Callable | None) -> Step:
     """The step to run: ``step`` when given, else the default step around ``loss_fn``."""
     if step is not None:
-        if not callable(step):
+        if not callable(step) or isinstance(step, type):
             raise TypeError(f"step must be callable as step(model, batch), got "
                             f"{type(step).__name__}")
+        _check_arity("step", step, "step(model, batch)")
         return step
     if loss_fn is None:
         raise TypeError("give loss_fn (used as loss_fn(model(x), y)) or step=fn(model, batch)")
+    if isinstance(loss_fn, type):  # nn.CrossEntropyLoss without (): it would build a module
+        raise TypeError(f"loss_fn is the class {loss_fn.__name__}; pass an instance: "
+                        f"{loss_fn.__name__}()")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    _check_arity("loss_fn", loss_fn, "loss_fn(output, target)")
     return default_step(loss_fn)
+
+
+def _check_arity(name: str, fn: Callable, usage: str) -> None:
+    """A TypeError naming ``name`` when ``fn`` cannot take two positional arguments (rather
+    than Python's "takes 1 positional argument but 2 were given" from inside the loop)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (some builtins): let the call tell
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be callable as {usage}, but {name}{signature} cannot: "
+                        f"{exc}") from None
 
 
 def as_result(value: Any, batch: Any) -> StepResult:
@@ -294,6 +314,10 @@ class StepRunner:
 
     def backward(self, loss: torch.Tensor, scale: float = 1.0) -> None:
         """Backward of ``loss * scale`` (``scale`` < 1 averages accumulated micro-batches)."""
+        if not loss.requires_grad:
+            raise ValueError("the loss does not require grad: the step detached it (.item(), "
+                             ".detach()), computed it under torch.no_grad(), or it does not "
+                             "depend on the model's parameters")
         if scale != 1.0:
             loss = loss * scale
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()

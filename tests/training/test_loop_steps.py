@@ -230,6 +230,7 @@ def test_the_schedulers_rates_match_torch_driving_it_by_hand():
     ({"scheduler": "x"}, "must be a torch LRScheduler"),
     ({"sched": 1}, "needs a 'scheduler' entry"),
     (object(), "lacks interval"),
+    (torch.optim.lr_scheduler.OneCycleLR, r"got the class OneCycleLR; pass an instance"),
 ])
 def test_bad_schedulers_are_named(schedules, message):
     model = make_model()

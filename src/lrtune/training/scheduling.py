@@ -113,6 +113,9 @@ def _as_schedule(obj: Any) -> Any:
                              obj.get("monitor"), obj.get("strict", True))
     if isinstance(obj, LRScheduler | ReduceLROnPlateau):
         return TorchSchedule(obj)
+    if isinstance(obj, type):
+        raise TypeError(f"schedules got the class {obj.__name__}; pass an instance built on the "
+                        f"Trainer's optimizer, e.g. {obj.__name__}(optimizer, ...)")
     missing = [a for a in _PROTOCOL if not hasattr(obj, a)]
     if missing:
         raise TypeError(
