@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import namedtuple
 
@@ -141,6 +142,31 @@ def test_clipping_equals_torch_clip_grad_norm():
     _manual_clipped_step(ref, x, y, 0.1)
     for a, b in zip(model.parameters(), ref.parameters(), strict=True):
         assert torch.equal(a, b)  # same operations in the same order
+
+
+def test_clipping_covers_a_param_group_added_after_the_first_step():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    ref = copy.deepcopy(model)
+    x, y = torch.randn(8, 3) * 10, torch.randn(8, 2)
+    runner = StepRunner(model, torch.optim.SGD(model[1].parameters(), lr=0.5),
+                        loss_fn=nn.functional.mse_loss, clip_grad_norm=0.1)
+    runner.backward(runner.forward((x, y)).loss)
+    runner.optimizer_step()  # the head alone, then the backbone is unfrozen (fastai-style)
+    runner.optimizer.zero_grad()
+    runner.optimizer.add_param_group({"params": model[0].parameters()})
+    runner.backward(runner.forward((x, y)).loss)
+    runner.optimizer_step()
+    ref_opt = torch.optim.SGD(ref[1].parameters(), lr=0.5)
+    for step in range(2):
+        ref_opt.zero_grad()
+        nn.functional.mse_loss(ref(x), y).backward()
+        if step:
+            ref_opt.add_param_group({"params": ref[0].parameters()})
+        nn.utils.clip_grad_norm_([p for g in ref_opt.param_groups for p in g["params"]], 0.1)
+        ref_opt.step()
+    for a, b in zip(model.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a, b)  # the new group was clipped with the others
 
 
 def test_fp16_scaler_skips_a_step_with_overflowing_gradients():

@@ -292,6 +292,7 @@ class StepRunner:
         self.scaler = (torch.amp.GradScaler(self.device.type)
                        if self.precision == "16-mixed" else None)
         self._params: list[torch.Tensor] | None = None
+        self._params_key: tuple = ()
         self.skipped_in_a_row = 0  # GradScaler skips since the last step taken
 
     @property
@@ -323,9 +324,13 @@ class StepRunner:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def parameters(self) -> list[torch.Tensor]:
-        """The optimizer's parameters (what clipping reads)."""
-        if self._params is None:
-            self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        """The optimizer's parameters (what clipping reads), also after ``add_param_group``
+        (e.g. a callback unfreezing a backbone)."""
+        groups = self.optimizer.param_groups
+        key = tuple((id(g["params"]), len(g["params"])) for g in groups)
+        if self._params is None or key != self._params_key:
+            self._params = [p for g in groups for p in g["params"]]
+            self._params_key = key
         return self._params
 
     def optimizer_step(self) -> bool:
