@@ -67,6 +67,9 @@ def test_results_from_every_return_form():
     assert r.output.shape == (2, 3) and r.target is batch["labels"]
     r = as_result(Out(), batch)
     assert r.loss is loss and r.output.shape == (2, 3)
+    logits = torch.ones(2, 3)  # an "output" that is the whole model output: metrics read its
+    for whole in ((logits, "aux"), {"loss": loss, "logits": logits}):  # primary output
+        assert as_result({"loss": loss, "output": whole}, batch).output is logits
     with pytest.raises(TypeError, match="without a 'loss' entry"):
         as_result({"logits": 1}, batch)
     with pytest.raises(ValueError, match=r"0-d tensor .*\(2,\)"):

@@ -6,7 +6,8 @@ device. It returns either
 
 - a 0-d loss tensor, or
 - a mapping with a ``"loss"`` entry and, optionally, ``"output"`` and ``"target"`` (what
-  metrics see; ``"logits"`` is taken as the output when there is no ``"output"``), or
+  metrics see; ``"logits"`` is taken as the output when there is no ``"output"``; an output
+  that is not a tensor is read by :func:`primary_output`), or
 - an object with a ``.loss`` attribute (a Hugging Face ``ModelOutput``; its ``.logits`` is the
   output).
 
@@ -215,6 +216,8 @@ def as_result(value: Any, batch: Any) -> StepResult:
             raise TypeError(f"the step returned a mapping without a 'loss' entry (keys: "
                             f"{sorted(map(str, value))})")
         output = value.get("output", value.get("logits"))
+        if output is not None and not isinstance(output, torch.Tensor):
+            output = primary_output(output)  # a whole ModelOutput, or (logits, aux)
         result = StepResult(value["loss"], output, value.get("target"))
     elif hasattr(value, "loss"):
         result = StepResult(value.loss, getattr(value, "logits", None))
