@@ -248,6 +248,15 @@ def test_a_scheduler_built_on_another_optimizer_is_refused(wrap):
     with pytest.raises(ValueError, match="OneCycleLR in schedules= was built on another"):
         Trainer(model, opt, nn.CrossEntropyLoss(), verbose=0, schedules=wrap(onecycle))
 
+    class Wrapper(torch.optim.Optimizer):  # shares the inner optimizer's groups (Accelerate)
+        def __init__(self, inner):
+            self.inner, self.defaults, self.state = inner, inner.defaults, inner.state
+
+        param_groups = property(lambda self: self.inner.param_groups)
+
+    inner_schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10)
+    Trainer(model, Wrapper(opt), nn.CrossEntropyLoss(), verbose=0, schedules=wrap(inner_schedule))
+
 
 def test_plateau_with_strict_false_skips_a_missing_monitor_as_lightning_does():
     X, y = make_data()

@@ -90,7 +90,10 @@ def as_trainer_schedule(obj: Any, optimizer: Any = None) -> Any:
     """
     schedule = _as_schedule(obj)
     bound = getattr(getattr(schedule, "scheduler", schedule), "optimizer", None)
-    if optimizer is not None and bound is not None and bound is not optimizer:
+    # the same param groups, not the same object: a wrapper (e.g. Accelerate's) shares its
+    # inner optimizer's groups, and a scheduler built on the inner one drives it correctly
+    if optimizer is not None and bound is not None and \
+            getattr(bound, "param_groups", None) is not optimizer.param_groups:
         name = type(getattr(schedule, "scheduler", schedule)).__name__
         raise ValueError(f"the {name} in schedules= was built on another optimizer than the "
                          "Trainer's: build it on the optimizer you pass to the Trainer")
