@@ -107,8 +107,9 @@ class Trainer:
             ``ReduceLROnPlateau``), a torch ``LRScheduler`` (``OneCycleLR``, torch's
             ``ReduceLROnPlateau``, lrtune's ``TorchScheduler`` …) stepped per epoch, or
             Lightning's form ``{"scheduler": s, "interval": "step" | "epoch", "frequency": n,
-            "monitor": "valid_loss"}``. A ``"batch"``/``"step"`` scheduler steps after every
-            optimizer step, an ``"epoch"`` scheduler with the epoch's logs after validation.
+            "monitor": "valid_loss", "strict": True}``; each must be built on ``optimizer``.
+            A ``"batch"``/``"step"`` scheduler steps after every optimizer step, an ``"epoch"``
+            scheduler with the epoch's logs after validation.
         augment: ``augment(x, y) -> (x, y)`` applied to every ``(x, y)`` training batch on the
             device.
         device: ``"auto"`` (CUDA, MPS, CPU), or any torch device.
