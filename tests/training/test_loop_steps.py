@@ -258,6 +258,23 @@ def test_a_scheduler_built_on_another_optimizer_is_refused(wrap):
     Trainer(model, Wrapper(opt), nn.CrossEntropyLoss(), verbose=0, schedules=wrap(inner_schedule))
 
 
+def test_a_one_cycle_sized_in_batches_but_stepped_per_epoch_is_warned_about():
+    X, y = make_data()
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    onecycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.3, total_steps=12)
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), device="cpu", verbose=0,
+                      schedules=onecycle)  # bare: per epoch, as in Lightning
+    with pytest.warns(UserWarning, match=r"OneCycleLR is sized for 12 steps but steps once per "
+                      r"epoch here \(2 steps in 2 epochs\).*'interval': 'step'"):
+        trainer.fit((X, y), epochs=2, batch_size=16)
+    model = make_model()  # sized in epochs: no warning (warnings are errors in this suite)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    Trainer(model, opt, nn.CrossEntropyLoss(), device="cpu", verbose=0,
+            schedules=torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.3, total_steps=2),
+            ).fit((X, y), epochs=2, batch_size=16)
+
+
 def test_plateau_with_strict_false_skips_a_missing_monitor_as_lightning_does():
     X, y = make_data()
     model = make_model()

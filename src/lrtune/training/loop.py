@@ -40,7 +40,7 @@ from lrtune.training.metrics import (
     read_hyperparams,
     resolve_metrics,
 )
-from lrtune.training.scheduling import as_trainer_schedule
+from lrtune.training.scheduling import as_trainer_schedule, warn_if_sized_in_steps
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -251,6 +251,7 @@ class Trainer:
         if self.valid_batches is not None:
             self._check_validation_fits()
         state = self._restore(resume) if resume is not None else None
+        warn_if_sized_in_steps(self.schedules, epochs)
         for s in self.schedules:
             s.apply()
         try:

@@ -81,6 +81,24 @@ class TorchSchedule:
         self.count = int(state["count"])
 
 
+def warn_if_sized_in_steps(schedules: list[Any], epochs: int) -> None:
+    """Warn when a ``OneCycleLR`` stepped once per epoch is sized for more steps than the run's
+    epochs give it: its cycle would never finish. This is the usual slip with a schedule sized
+    in batches (``total_steps=epochs * len(loader)``) passed bare, which Lightning's default,
+    and so the Trainer, steps per epoch."""
+    for schedule in schedules:
+        if not isinstance(schedule, TorchSchedule) or schedule.interval != "epoch":
+            continue
+        total = getattr(schedule.scheduler, "total_steps", None)
+        steps = epochs // schedule.frequency
+        if isinstance(total, int) and total > steps:
+            warnings.warn(
+                f"{type(schedule.scheduler).__name__} is sized for {total} steps but steps once "
+                f"per epoch here ({steps} steps in {epochs} epochs), so its cycle never "
+                "finishes; to step it after every optimizer step pass {'scheduler': s, "
+                "'interval': 'step'}", UserWarning, stacklevel=3)
+
+
 def as_trainer_schedule(obj: Any, optimizer: Any = None) -> Any:
     """``obj`` ready for the Trainer: lrtune's schedulers as they are, torch schedulers (bare:
     per epoch) and Lightning's ``{"scheduler": s, "interval", "frequency", "monitor"}`` wrapped.
