@@ -118,7 +118,12 @@ def build_setup(args):
     """Data splits, model, optimizer and loss from the shared options."""
     import torch
 
-    from lrtune.cli.factories import is_factory, model_from_factory, splits_from_factory
+    from lrtune.cli.factories import (
+        check_model_fits,
+        is_factory,
+        model_from_factory,
+        splits_from_factory,
+    )
     from lrtune.data import load_dataset
     from lrtune.models import build_model
     from lrtune.training.setup import loss_for, make_optimizer
@@ -140,4 +145,7 @@ def build_setup(args):
                                    nesterov=args.nesterov)
     except ImportError as exc:  # a learning-rate-free optimizer's package is not installed
         raise UsageError(str(exc)) from None
-    return splits, model, optimizer, loss_for(splits), torch.device(args.device)
+    loss_fn = loss_for(splits)
+    if is_factory(data) or is_factory(args.model):
+        check_model_fits(model, splits, loss_fn, args.device, data, args.model)
+    return splits, model, optimizer, loss_fn, torch.device(args.device)
