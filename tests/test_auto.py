@@ -176,11 +176,28 @@ def test_holdout_split_is_seeded_and_other_data_need_valid(data):
         lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=1, holdout=1.5)
 
 
+def test_a_valid_set_the_model_cannot_read_fails_before_the_range_test(data, monkeypatch):
+    import lrtune.finder as finder
+
+    def no_range_test(*args, **kwargs):
+        raise AssertionError("the range test ran before the valid data were checked")
+
+    monkeypatch.setattr(finder, "find_lr", no_range_test)
+    m, o = make()
+    X, y = data
+    with pytest.raises(ValueError, match=r"^the valid data does not fit the model: mat1 and"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, valid=(X[:20, :5], y[:20]), epochs=1)
+    loader = DataLoader(TensorDataset(X[:20, :5], y[:20]), batch_size=8)
+    with pytest.raises(ValueError, match=r"^the valid data does not fit the model"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, valid=loader, epochs=1)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"confirm": "yes"}, "confirm must be True or False"),
     ({"confirm": "auto"}, "confirm must be True or False"), ({"epochs": 0}, "epochs must be"),
     ({"schedule": "wiggly"}, "unknown schedule"), ({"confirm_fraction": 2}, "confirm_fraction"),
-    ({"confirm_unit": "batches"}, "confirm_unit must be one of steps, epochs")])
+    ({"confirm_unit": "batches"}, "confirm_unit must be one of steps, epochs"),
+    ({"k": 1}, r"k \(the rates the confirmation compares\) must be an integer >= 2")])
 def test_bad_arguments_are_named(data, kwargs, message):
     m, o = make()
     kwargs = {"epochs": 1, **kwargs}

@@ -217,9 +217,9 @@ def auto_lr(
             momentum cycle is not reproduced).
         confirm: ``True`` (default: always confirm) or ``False`` (the range test's rate
             alone, ``None`` when it is inconclusive).
-        k: rates the confirmation trains. confirm_fraction: its share of the planned steps
-            (``epochs`` x batches per epoch) after a conclusive range test (default 0.25;
-            twice that after an inconclusive one).
+        k: rates the confirmation trains (>= 2: it compares them). confirm_fraction: its
+            share of the planned steps (``epochs`` x batches per epoch) after a conclusive
+            range test (default 0.25; twice that after an inconclusive one).
         confirm_unit: ``"steps"`` (default: that share in optimizer steps, at least 1) or
             ``"epochs"`` (the earlier rule: rounded to whole epochs, at least 1); data with no
             length count in epochs either way (see
@@ -253,6 +253,7 @@ def auto_lr(
         raise ValueError(f"confirm_fraction must be in (0, 1], got {confirm_fraction!r}")
     if confirm_unit not in UNITS:
         raise ValueError(f"confirm_unit must be one of {', '.join(UNITS)}, got {confirm_unit!r}")
+    check_k(k)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(f"optimizer must be a torch optimizer built on the model, got "
                          f"{type(optimizer).__name__}")
@@ -263,6 +264,8 @@ def auto_lr(
     held_out = valid is None and confirm is not False
     if held_out:
         train, valid = holdout_split(train, holdout, seed)
+    elif confirm:  # a valid set the model cannot read fails now, not after the range test
+        _check_valid_fits(model, optimizer, loss_fn, step, valid, batch_size, device)
     rule = rule or DEFAULT_RULE
 
     if finder is None:
@@ -342,6 +345,7 @@ def confirm_range_test(
     ``settings`` record the bracket, the range test's verdict and suggestion, the schedule,
     the planned epochs and steps, and the share of them trained (``steps``: the budget).
     """
+    check_k(k)
     shape = _schedule_shape(schedule)
     budget, per_epoch = _budget(finder, train, epochs, confirm_fraction, confirm_unit,
                                 batch_size)
@@ -365,6 +369,26 @@ def confirm_range_test(
                           confirm_share=confirm_share(finder, confirm_fraction),
                           confirm_unit=confirm_unit)
     return swept
+
+
+def _check_valid_fits(model, optimizer, loss_fn, step, valid, batch_size: int, device) -> None:
+    """One batch of ``valid`` through the step (no gradients): a ValueError naming it when
+    the model cannot read it (another number of features, an image of another size ...)."""
+    from lrtune.steps import StepRunner, check_batch_fits
+
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else "cpu"
+    runner = StepRunner(model, optimizer, step, loss_fn, device=device)
+    check_batch_fits(runner, as_batches(valid, batch_size, shuffle=False), "valid data")
+
+
+def check_k(k) -> None:
+    """A confirmation compares rates: ``k`` must be an integer >= 2 (one rate would be
+    "confirmed" however badly it trains: the top of the bracket, unchecked)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"k (the rates the confirmation compares) must be an integer >= 2, "
+                         f"got {k!r}")
 
 
 def _budget(finder: FinderResult, train, epochs: int, fraction: float, unit: str,

@@ -80,7 +80,7 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                           automatic: bool = False) -> None:
     """``--confirm [K]``: check K rates of the range test's bracket by short real training;
     ``automatic`` (``lrtune train --lr auto``) adds ``--no-confirm``."""
-    p.add_argument("--confirm", type=bounded_int(1, MAX_CONFIRM), nargs="?", const=8, default=None,
+    p.add_argument("--confirm", type=bounded_int(2, MAX_CONFIRM), nargs="?", const=8, default=None,
                    metavar="K",
                    help="train K rates (default 8) inside the range test's bracket at once "
                         "(vectorised) on a short budget and pick the best by validation"

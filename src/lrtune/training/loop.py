@@ -15,7 +15,14 @@ from torch import nn
 
 from lrtune import distributed
 from lrtune.data.batching import TensorBatches, as_batches
-from lrtune.steps import Step, StepRunner, batch_size_of, primary_output, to_device
+from lrtune.steps import (
+    Step,
+    StepRunner,
+    batch_size_of,
+    check_batch_fits,
+    primary_output,
+    to_device,
+)
 from lrtune.training.callbacks.base import Callback, overrides
 from lrtune.training.checkpoint_io import (
     FORMAT,
@@ -466,19 +473,8 @@ class Trainer:
                 and isinstance(valid, TensorBatches) and all(
                 _same_sample_kind(a, b) for a, b in ((train.X, valid.X), (train.y, valid.y))):
             return
-        model = distributed.unwrap(self.model)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                batch = next(iter(self.valid_batches), None)
-                if batch is not None:
-                    self.runner.forward(batch, model=model)
-        except (RuntimeError, IndexError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"the validation data does not fit the model: {first}") from exc
-        finally:
-            model.train(was_training)
+        check_batch_fits(self.runner, valid, "validation data",
+                         model=distributed.unwrap(self.model))
 
     @torch.no_grad()
     def predict(self, data, *, batch_size: int = 256) -> torch.Tensor:
