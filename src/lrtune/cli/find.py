@@ -54,6 +54,11 @@ def run(args) -> int:
     check_model_options(args)
     rule = check_range_test_options(args)
     check_confirm_options(args)
+    if not args.confirm:
+        from lrtune.cli.setup import CONFIRM_DEFAULTS, PLANNED_EPOCHS, check_unused
+
+        check_unused(args, {**CONFIRM_DEFAULTS, "epochs": PLANNED_EPOCHS},
+                     "sets the confirmation: it needs --confirm")
     if not 0 <= args.smooth < 1:
         raise ValueError(f"--smooth must be in [0, 1), got {args.smooth}")
     if not distributed.is_main():  # rank 0 alone holds the folder's lock
