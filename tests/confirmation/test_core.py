@@ -134,3 +134,19 @@ def test_bad_arguments_are_named(data, kwargs, message):
 def test_bracket_spacing():
     assert candidate_lrs(bracket=(1e-3, 1e-1), k=5) == [0.001, 0.00316228, 0.01, 0.0316228, 0.1]
     assert candidate_lrs(bracket=(1e-3, 1e-1), k=1) == [0.1]
+
+
+def test_the_table_shows_the_scores_the_choice_compared_and_its_reason(data):
+    # the window rule compares valid losses; with accuracies tied the table alone could not
+    # say why the chosen rate won
+    res = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.01, 0.1, 0.5],
+                epochs=2, batch_size=16)
+    lines = res.table().splitlines()
+    assert lines[0].split() == ["lr", "valid", "accuracy", "compared", "status"]
+    for line, lr, score in zip(lines[1:4], res.lrs, res.scores, strict=True):
+        assert line.split()[:3] == [f"{lr:.3g}", f"{res.final_metric[res.lrs.index(lr)]:.4f}",
+                                    f"{score:.4g}"]
+    assert lines[-1] == f"choice: {res.reason}" and "valid loss" in res.reason
+    final = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.01, 0.1],
+                  epochs=2, batch_size=16, choice="final")
+    assert "compared" not in final.table().splitlines()[0]  # the metric shown is the score

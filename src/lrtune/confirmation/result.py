@@ -253,8 +253,15 @@ class SweepResult(JsonResult):
                 "the copy-steps trained); ")
 
     def table(self) -> str:
-        """Rate, final valid metric and status, one line per candidate."""
-        lines = [f"{'lr':>10}  {'valid ' + self.metric:>14}  status"]
+        """Rate, final valid metric, the score the choice compared (when it is another one:
+        the window's mean valid loss) and status, one line per candidate; then the rule's
+        reason, so the table shows why the chosen rate won."""
+        compared = self.scores is not None and self.score_name \
+            and self.score_name != f"final valid {self.metric}"
+        head = f"{'lr':>10}  {'valid ' + self.metric:>14}"
+        if compared:
+            head += f"  {'compared':>10}"
+        lines = [f"{head}  status"]
         for i, lr in enumerate(self.lrs):
             score = self.final_metric[i]
             text = "-" if score is None else f"{score:.4f}"
@@ -267,7 +274,12 @@ class SweepResult(JsonResult):
                 status = f"stopped by halving at step {at} (its score there)"
             if i == self.chosen_index:
                 status = "chosen"
-            lines.append(f"{lr:>10.3g}  {text:>14}  {status}")
+            row = f"{lr:>10.3g}  {text:>14}"
+            if compared:
+                value = self.scores[i]
+                row += f"  {'-' if value is None else f'{value:.4g}':>10}"
+            lines.append(f"{row}  {status}".rstrip())
+        lines.append(f"choice: {self.reason}")
         return "\n".join(lines)
 
     # -- serialisation ---------------------------------------------------------------------
