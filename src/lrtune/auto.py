@@ -306,11 +306,8 @@ def auto_lr(
                                clip_grad_value=clip_grad_value, batch_size=batch_size,
                                seed=seed, engine=engine, device=device, halving=halving,
                                choice=choice)
-    candidates = swept.lrs
     lr = swept.chosen_lr
     reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"
-    if lr is not None and lr == candidates[-1] and len(candidates) > 1:
-        reason += " (the top of the bracket: no higher rate was tried)"
     trained = swept.settings["steps"]
     return AutoLRResult(lr, rates_per_group(lr, ratios), "confirmation", reason, finder, swept,
                         schedule=schedule_name,

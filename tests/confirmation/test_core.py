@@ -150,3 +150,16 @@ def test_the_table_shows_the_scores_the_choice_compared_and_its_reason(data):
     final = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.01, 0.1],
                   epochs=2, batch_size=16, choice="final")
     assert "compared" not in final.table().splitlines()[0]  # the metric shown is the score
+
+
+def test_choosing_the_highest_rate_tried_says_a_higher_one_may_be_better(data):
+    # before: only auto_lr's reason said so, and `lrtune train --lr auto` never printed it
+    top = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[1e-4, 1e-3, 0.05],
+                epochs=2, batch_size=16)
+    assert top.chosen_index == 2 and top.chose_the_top
+    note = "the highest rate tried: a higher one may be better"
+    assert top.summary().endswith(f"({note})")
+    assert f"chosen ({note})" in top.table()
+    inner = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.05, 1e5],
+                  epochs=2, batch_size=16)
+    assert inner.chosen_index == 0 and not inner.chose_the_top and note not in inner.table()

@@ -12,6 +12,7 @@ from lrtune.result_io import FORMAT_VERSION, JsonResult, json_clean
 LOSS_RTOL = 0.01  # "within noise" for a loss metric: 1 % of the best loss
 CHOICES = ("window", "final")
 WINDOW = 0.25  # the "window" rule averages the last quarter of the evaluations
+TOP_NOTE = "the highest rate tried: a higher one may be better"
 
 
 def window_scores(curves: list[list[float | None]], final: list[float | None],
@@ -244,7 +245,14 @@ class SweepResult(JsonResult):
         score = self.final_metric[self.chosen_index]
         return (f"confirmed lr {self.chosen_lr:.3g} (valid {self.metric} {score:.4g}) among "
                 f"{len(self.lrs)} rates {self.lrs[0]:.3g}..{self.lrs[-1]:.3g}; "
-                f"{sum(self.diverged)} diverged; {self._halving_note()}engine {self.engine}")
+                f"{sum(self.diverged)} diverged; {self._halving_note()}engine {self.engine}"
+                + (f" ({TOP_NOTE})" if self.chose_the_top else ""))
+
+    @property
+    def chose_the_top(self) -> bool:
+        """Whether the chosen rate is the highest tried (of several): the best may lie above."""
+        return self.chosen_index is not None and len(self.lrs) > 1 \
+            and self.chosen_index == len(self.lrs) - 1
 
     def _halving_note(self) -> str:
         if not any(self.stopped):
@@ -273,7 +281,7 @@ class SweepResult(JsonResult):
                 text = "-" if last is None else f"({last:.4f})"
                 status = f"stopped by halving at step {at} (its score there)"
             if i == self.chosen_index:
-                status = "chosen"
+                status = f"chosen ({TOP_NOTE})" if self.chose_the_top else "chosen"
             row = f"{lr:>10.3g}  {text:>14}"
             if compared:
                 value = self.scores[i]
