@@ -144,6 +144,17 @@ def test_presets_are_scaled_to_the_confirmation_and_callables_are_time_compresse
     assert scale(25) == pytest.approx([0.5, 0.5])  # step 25 of 50 reads step 50 of 100
 
 
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_a_custom_schedule_giving_a_bad_rate_is_named_as_the_schedule(data, bad):
+    # before: "lr_scale(0) must be a finite number >= 0 or 8 of them" (an argument the user
+    # never passed)
+    m, o = make()
+    with pytest.raises(ValueError, match=r"^schedule\(0\.\d+\) gave lr (nan|-1\.0) at step 0 of "
+                                         r"the planned run: it must be a finite number >= 0"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=1, k=2, verbose=False,
+                       schedule=lambda peak: (lambda t: bad))
+
+
 def test_param_group_ratios_are_kept_and_applied(data):
     m, o = make(groups=True)
     res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16,

@@ -14,6 +14,7 @@ confirmation and returns the range test's rate (none when it is inconclusive).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -519,6 +520,18 @@ def _compressed(shape, candidates: list[float], *, planned: int, budget: int):
     if getattr(shape, "custom", False):
         made = [shape(c, planned) for c in candidates]
         ratio = planned / budget
-        return lambda t: [s(t * ratio) / c for s, c in zip(made, candidates, strict=True)]
+
+        def custom_scale(t: int) -> list[float]:
+            out = []
+            for s, c in zip(made, candidates, strict=True):
+                lr = s(t * ratio)
+                if not (isinstance(lr, int | float) and math.isfinite(lr) and lr >= 0):
+                    # named here: the user passed `schedule`, not the sweep's lr_scale
+                    raise ValueError(f"schedule({c:.3g}) gave lr {lr!r} at step {t * ratio:g} "
+                                     "of the planned run: it must be a finite number >= 0")
+                out.append(lr / c)
+            return out
+
+        return custom_scale
     made = [shape(c, budget) for c in candidates]
     return lambda t: [s(t) / c for s, c in zip(made, candidates, strict=True)]
