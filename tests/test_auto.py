@@ -343,3 +343,21 @@ class Iterable(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         return iter(zip(*self.data, strict=True))
+
+
+def test_accumulation_steps_reach_the_confirmation_as_whole_optimizer_step_batches(data):
+    # before: only the range test accumulated; the confirmation trained batches of batch_size,
+    # a quarter of what `lrtune train --accumulation-steps 4` puts into each optimizer step
+    m, o = make()
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16, k=2,
+                         accumulation_steps=2, verbose=False)
+    assert res.finder.settings["accumulation_steps"] == 2
+    assert res.sweep.settings["batch_size"] == 32
+    assert res.sweep.settings["steps_per_epoch"] == 6  # 192 rows held out of 240, in 32s
+    assert res.settings["accumulation_steps"] == 2
+    loader = DataLoader(TensorDataset(*data), batch_size=16)
+    X, y = data
+    with pytest.raises(ValueError, match=r"^accumulation_steps=2: the confirmation trains"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), loader, valid=(X[:40], y[:40]), epochs=1,
+                       accumulation_steps=2, verbose=False)
+

@@ -228,7 +228,9 @@ def auto_lr(
         batch_size, seed, precision, clip_grad_norm, clip_grad_value, device: as in
             :func:`lrtune.find_lr` and :func:`lrtune.sweep`.
         start_lr, end_lr, num_iters, rule, **finder_options: the range test's options
-            (:func:`lrtune.find_lr`; ``rule=None`` is its default, ``steepest``).
+            (:func:`lrtune.find_lr`; ``rule=None`` is its default, ``steepest``). With
+            ``accumulation_steps=n`` the confirmation trains batches of ``n x batch_size``
+            samples (the same samples per optimizer step; ``(X, y)`` tensors only).
         engine: the sweep's engine.
         halving, choice: the sweep's successive halving (default: on for a constant rate,
             off under a schedule) and its choice rule (default ``"window"``: the validation
@@ -268,6 +270,15 @@ def auto_lr(
     elif confirm:  # a valid set the model cannot read fails now, not after the range test
         _check_valid_fits(model, optimizer, loss_fn, step, valid, batch_size, device)
     rule = rule or DEFAULT_RULE
+    # the confirmation trains whole optimizer-step batches: batch_size x accumulation_steps
+    # samples per step, as the range test and training accumulate them (a per-sample mean
+    # loss gives the same gradient); a DataLoader's batches cannot be merged so
+    accumulation = finder_options.get("accumulation_steps", 1)
+    sweep_batch = batch_size * accumulation if isinstance(accumulation, int) else batch_size
+    if confirm and sweep_batch != batch_size and not _is_pair(train):
+        raise ValueError(f"accumulation_steps={accumulation}: the confirmation trains "
+                         f"batches of batch_size x accumulation_steps samples, which needs "
+                         "(X, y) tensors as train; pass them, or confirm=False")
 
     if finder is None:
         finder = find_lr(model, optimizer, loss_fn, train, step=step, precision=precision,
@@ -278,6 +289,7 @@ def auto_lr(
     settings = dict(epochs=epochs, confirm=confirm, k=k, confirm_fraction=confirm_fraction,
                     confirm_unit=confirm_unit,
                     holdout=holdout if held_out else None, batch_size=batch_size,
+                    accumulation_steps=accumulation,
                     seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios,
                     halving=halving, choice=choice)
     schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
@@ -295,7 +307,7 @@ def auto_lr(
 
     why = _why_confirm(finder, schedule_name)
     budget, per_epoch = _budget(finder, train, epochs, confirm_fraction, confirm_unit,
-                                batch_size)
+                                sweep_batch)
     lo, hi = bracket_from_finder(finder)
     _say(verbose, f"{why}: confirming {k} rates {lo:.3g}..{hi:.3g} over "
                   f"{budget_text(budget, epochs, per_epoch)}"
@@ -304,7 +316,7 @@ def auto_lr(
                                schedule=schedule, k=k, confirm_fraction=confirm_fraction,
                                confirm_unit=confirm_unit,
                                step=step, precision=precision, clip_grad_norm=clip_grad_norm,
-                               clip_grad_value=clip_grad_value, batch_size=batch_size,
+                               clip_grad_value=clip_grad_value, batch_size=sweep_batch,
                                seed=seed, engine=engine, device=device, halving=halving,
                                choice=choice)
     lr = swept.chosen_lr
@@ -456,6 +468,12 @@ def rates_per_group(lr: float | None, ratios: list[float]) -> list[float] | None
     return None if lr is None else [lr * r for r in ratios]
 
 
+def _is_pair(data) -> bool:
+    """Whether ``data`` is an ``(X, y)`` pair of tensors."""
+    return (isinstance(data, tuple | list) and len(data) == 2
+            and all(isinstance(t, torch.Tensor) for t in data))
+
+
 def holdout_split(train, fraction: float, seed: int):
     """``(train, valid)``: ``fraction`` of ``(X, y)`` tensors held out, rows drawn by a
     permutation seeded with ``seed``.
@@ -471,8 +489,7 @@ def holdout_split(train, fraction: float, seed: int):
     """
     if not (isinstance(fraction, int | float) and 0 < fraction < 1):
         raise ValueError(f"holdout must be a fraction in (0, 1), got {fraction!r}")
-    if not (isinstance(train, tuple | list) and len(train) == 2
-            and all(isinstance(t, torch.Tensor) for t in train)):
+    if not _is_pair(train):
         raise ValueError("auto_lr needs valid data for the confirmation: train is not a pair "
                          "of (X, y) tensors it could split; pass valid=... (or confirm=False)")
     X, y = train

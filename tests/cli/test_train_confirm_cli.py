@@ -55,3 +55,20 @@ def test_halving_and_choice_reach_the_confirmation(tmp_path):
     assert swept["default"]["choice"] == "window"
     assert swept["default"]["settings"]["halving"]["rungs"] == [0.25, 0.5]
     assert swept["set"]["choice"] == "final" and swept["set"]["settings"]["halving"] is None
+
+
+def test_train_lr_auto_passes_accumulation_steps_to_the_search(tmp_path, monkeypatch):
+    import lrtune.auto as auto
+
+    seen = {}
+    real = auto.auto_lr
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auto, "auto_lr", spy)
+    assert main(["train", "--lr", "auto", "--accumulation-steps", "3", "--epochs", "1",
+                 "--num-iters", "20", "--confirm", "2", "--verbose", "0",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert seen["accumulation_steps"] == 3

@@ -309,7 +309,8 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
                          batch_size=args.batch_size, seed=args.seed, device=device,
                          precision=args.precision, clip_grad_norm=args.clip_grad_norm,
                          start_lr=args.start_lr, end_lr=args.end_lr, num_iters=args.num_iters,
-                         rule=args.rule or DEFAULT_RULE)  # the same result on every rank
+                         rule=args.rule or DEFAULT_RULE,
+                         accumulation_steps=args.accumulation_steps)  # the same on every rank
     answer = None  # (lr, how it was decided, the error when there is no rate)
     if distributed.is_main():
         schedule = None if args.schedule in (None, "plateau") else args.schedule
@@ -319,6 +320,7 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
                          batch_size=args.batch_size, seed=args.seed, precision=args.precision,
                          clip_grad_norm=args.clip_grad_norm, start_lr=args.start_lr,
                          end_lr=args.end_lr, num_iters=args.num_iters, rule=args.rule,
+                         accumulation_steps=args.accumulation_steps,
                          device=device, verbose=bool(args.verbose), finder=finder,
                          **sweep_choices(args))
         paths = result.save(out / "lr_find")
