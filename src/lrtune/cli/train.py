@@ -119,7 +119,7 @@ def run(args) -> int:
         return _train_and_report(args)
     return run_in_folder(args.out, lambda: _train_and_report(args), command="train",
                          resume=args.resume is not None, overwrite=args.overwrite,
-                         resume_hint=True)
+                         resume_hint=(Path(args.out) / "checkpoints" / "last.pt").is_file())
 
 
 def _train_and_report(args) -> int:
@@ -328,7 +328,8 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
             print(f"range test: {result.finder.summary()}")
             if result.sweep is not None:
                 print(result.sweep.table())
-        error = (f"--lr auto: {result.reason}; see {paths[0]} and pass --lr VALUE"
+        error = (f"--lr auto: {result.reason}; see {paths[0]} and pass --lr VALUE (with "
+                 f"--overwrite to train in {out}, which holds only this search)"
                  if result.lr is None else None)
         answer = (result.lr, result.decided_by, error)
     lr, source, error = distributed.broadcast_object(answer)  # every rank stops, or trains
