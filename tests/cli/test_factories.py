@@ -62,6 +62,14 @@ def wrong_shape():
     return [1, 2]
 
 
+def two_splits():
+    return pairs()[:2]
+
+
+def arrays():
+    return tuple((X.numpy(), y.numpy()) for X, y in pairs())
+
+
 def two_classes(in_features):
     return nn.Linear(in_features, 2)
 
@@ -135,8 +143,11 @@ def test_model_factories_get_the_shapes_they_ask_for(factories):
     ("--model", "{m}:missing", "has no attribute 'missing'"),
     ("--model", "{m}:not_a_model", "returned str, not an nn.Module"),
     ("--model", "{m}:broken", "failed: RuntimeError: no weights here"),
-    ("--data", "{m}:wrong_shape", "--data '{m}:wrong_shape' returned list"),
+    ("--data", "{m}:wrong_shape", "--data '{m}:wrong_shape' returned a list of 2;"),
     ("--data", "{m}:fixed", "expected a Splits or a (train, valid, test) tuple"),
+    ("--data", "{m}:two_splits", "returned a tuple of 2; expected a Splits or a (train, valid"),
+    ("--data", "{m}:arrays", "train is a tuple of ndarray, ndarray, not an (X, y) pair of "
+     "tensors or a DataLoader (torch.as_tensor converts arrays)"),
     ("--data", "{m}:", "expected pkg.module:factory"),
 ])
 def test_mistakes_are_one_line_naming_the_option(factories, option, spec, message):

@@ -90,7 +90,9 @@ def splits_from_factory(spec: str, seed: int):
     if isinstance(data, Splits):
         return data
     if not (isinstance(data, tuple | list) and len(data) == 3):
-        raise UsageError(f"--data {spec!r} returned {type(data).__name__}; expected a Splits or "
+        what = (f"a {type(data).__name__} of {len(data)}" if isinstance(data, tuple | list)
+                else type(data).__name__)
+        raise UsageError(f"--data {spec!r} returned {what}; expected a Splits or "
                          "a (train, valid, test) tuple of (X, y) pairs or DataLoaders")
     parts = [_as_pair(part, name, spec) for part, name in zip(data, ("train", "valid", "test"),
                                                                strict=True)]
@@ -162,8 +164,11 @@ def _as_pair(part, name: str, spec: str):
             raise UsageError(f"--data {spec!r}: the {name} DataLoader must yield (x, y) tensor "
                              f"batches ({type(exc).__name__}: {exc})") from None
     else:
-        raise UsageError(f"--data {spec!r}: {name} is {type(part).__name__}, not an (X, y) "
-                         "pair of tensors or a DataLoader")
+        what = type(part).__name__
+        if isinstance(part, tuple | list):  # e.g. numpy arrays: say what the pair holds
+            what = f"a {what} of {', '.join(type(t).__name__ for t in part)}"
+        raise UsageError(f"--data {spec!r}: {name} is {what}, not an (X, y) pair of tensors or "
+                         "a DataLoader (torch.as_tensor converts arrays)")
     if len(X) != len(y) or len(X) == 0:
         raise UsageError(f"--data {spec!r}: {name} has {len(X)} inputs and {len(y)} targets")
     return X, y
