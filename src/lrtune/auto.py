@@ -274,8 +274,9 @@ def auto_lr(
     # samples per step, as the range test and training accumulate them (a per-sample mean
     # loss gives the same gradient); a DataLoader's batches cannot be merged so
     accumulation = finder_options.get("accumulation_steps", 1)
-    sweep_batch = batch_size * accumulation if isinstance(accumulation, int) else batch_size
-    if confirm and sweep_batch != batch_size and not _is_pair(train):
+    merge = isinstance(accumulation, int) and accumulation > 1  # find_lr checks the value
+    sweep_batch = batch_size * accumulation if merge else batch_size
+    if confirm and merge and not _is_pair(train):
         raise ValueError(f"accumulation_steps={accumulation}: the confirmation trains "
                          f"batches of batch_size x accumulation_steps samples, which needs "
                          "(X, y) tensors as train; pass them, or confirm=False")

@@ -113,7 +113,9 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
     swept = confirm_range_test(model, optimizer, loss_fn, splits.train, splits.valid, result,
                                epochs=args.epochs, k=args.confirm,
                                confirm_fraction=args.confirm_fraction,
-                               batch_size=args.batch_size, seed=args.seed, device=device,
+                               # one optimizer step's samples, as the range test accumulates
+                               batch_size=args.batch_size * args.accumulation_steps,
+                               seed=args.seed, device=device,
                                precision=args.precision, clip_grad_norm=args.clip_grad_norm,
                                **sweep_choices(args))
     lr = swept.chosen_lr
