@@ -136,6 +136,12 @@ def test_bracket_spacing():
     assert candidate_lrs(bracket=(1e-3, 1e-1), k=1) == [0.1]
 
 
+def reg_data():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 6, generator=g)
+    return X, X[:, :3] - X[:, 3:]
+
+
 def test_the_table_shows_the_scores_the_choice_compared_and_its_reason(data):
     # the window rule compares valid losses; with accuracies tied the table alone could not
     # say why the chosen rate won
@@ -150,6 +156,9 @@ def test_the_table_shows_the_scores_the_choice_compared_and_its_reason(data):
     final = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.01, 0.1],
                   epochs=2, batch_size=16, choice="final")
     assert "compared" not in final.table().splitlines()[0]  # the metric shown is the score
+    loss = sweep(net(), "sgd", nn.MSELoss(), reg_data(), reg_data(), lrs=[0.01, 0.1], epochs=2,
+                 batch_size=16)  # the window of a loss metric over 2 evaluations: its final one
+    assert loss.scores == loss.final_metric and "compared" not in loss.table().splitlines()[0]
 
 
 def test_choosing_the_highest_rate_tried_says_a_higher_one_may_be_better(data):

@@ -264,8 +264,8 @@ class SweepResult(JsonResult):
         """Rate, final valid metric, the score the choice compared (when it is another one:
         the window's mean valid loss) and status, one line per candidate; then the rule's
         reason, so the table shows why the chosen rate won."""
-        compared = self.scores is not None and self.score_name \
-            and self.score_name != f"final valid {self.metric}"
+        compared = self.scores is not None and any(  # shown when it differs from the metric
+            c is not None and c != f for c, f in zip(self.scores, self.final_metric, strict=True))
         head = f"{'lr':>10}  {'valid ' + self.metric:>14}"
         if compared:
             head += f"  {'compared':>10}"
