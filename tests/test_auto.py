@@ -144,6 +144,17 @@ def test_presets_are_scaled_to_the_confirmation_and_callables_are_time_compresse
     assert scale(25) == pytest.approx([0.5, 0.5])  # step 25 of 50 reads step 50 of 100
 
 
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_a_custom_schedule_giving_a_bad_rate_is_named_as_the_schedule(data, bad):
+    # before: "lr_scale(0) must be a finite number >= 0 or 8 of them" (an argument the user
+    # never passed)
+    m, o = make()
+    with pytest.raises(ValueError, match=r"^schedule\(0\.\d+\) gave lr (nan|-1\.0) at step 0 of "
+                                         r"the planned run: it must be a finite number >= 0"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=1, k=2, verbose=False,
+                       schedule=lambda peak: (lambda t: bad))
+
+
 def test_param_group_ratios_are_kept_and_applied(data):
     m, o = make(groups=True)
     res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16,
@@ -176,11 +187,28 @@ def test_holdout_split_is_seeded_and_other_data_need_valid(data):
         lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=1, holdout=1.5)
 
 
+def test_a_valid_set_the_model_cannot_read_fails_before_the_range_test(data, monkeypatch):
+    import lrtune.finder as finder
+
+    def no_range_test(*args, **kwargs):
+        raise AssertionError("the range test ran before the valid data were checked")
+
+    monkeypatch.setattr(finder, "find_lr", no_range_test)
+    m, o = make()
+    X, y = data
+    with pytest.raises(ValueError, match=r"^the valid data does not fit the model: mat1 and"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, valid=(X[:20, :5], y[:20]), epochs=1)
+    loader = DataLoader(TensorDataset(X[:20, :5], y[:20]), batch_size=8)
+    with pytest.raises(ValueError, match=r"^the valid data does not fit the model"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, valid=loader, epochs=1)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"confirm": "yes"}, "confirm must be True or False"),
     ({"confirm": "auto"}, "confirm must be True or False"), ({"epochs": 0}, "epochs must be"),
     ({"schedule": "wiggly"}, "unknown schedule"), ({"confirm_fraction": 2}, "confirm_fraction"),
-    ({"confirm_unit": "batches"}, "confirm_unit must be one of steps, epochs")])
+    ({"confirm_unit": "batches"}, "confirm_unit must be one of steps, epochs"),
+    ({"k": 1}, r"k \(the rates the confirmation compares\) must be an integer >= 2")])
 def test_bad_arguments_are_named(data, kwargs, message):
     m, o = make()
     kwargs = {"epochs": 1, **kwargs}
@@ -315,3 +343,21 @@ class Iterable(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         return iter(zip(*self.data, strict=True))
+
+
+def test_accumulation_steps_reach_the_confirmation_as_whole_optimizer_step_batches(data):
+    # before: only the range test accumulated; the confirmation trained batches of batch_size,
+    # a quarter of what `lrtune train --accumulation-steps 4` puts into each optimizer step
+    m, o = make()
+    res = lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=2, batch_size=16, k=2,
+                         accumulation_steps=2, verbose=False)
+    assert res.finder.settings["accumulation_steps"] == 2
+    assert res.sweep.settings["batch_size"] == 32
+    assert res.sweep.settings["steps_per_epoch"] == 6  # 192 rows held out of 240, in 32s
+    assert res.settings["accumulation_steps"] == 2
+    loader = DataLoader(TensorDataset(*data), batch_size=16)
+    X, y = data
+    with pytest.raises(ValueError, match=r"^accumulation_steps=2: the confirmation trains"):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), loader, valid=(X[:40], y[:40]), epochs=1,
+                       accumulation_steps=2, verbose=False)
+

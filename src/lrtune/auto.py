@@ -14,6 +14,7 @@ confirmation and returns the range test's rate (none when it is inconclusive).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,9 +218,9 @@ def auto_lr(
             momentum cycle is not reproduced).
         confirm: ``True`` (default: always confirm) or ``False`` (the range test's rate
             alone, ``None`` when it is inconclusive).
-        k: rates the confirmation trains. confirm_fraction: its share of the planned steps
-            (``epochs`` x batches per epoch) after a conclusive range test (default 0.25;
-            twice that after an inconclusive one).
+        k: rates the confirmation trains (>= 2: it compares them). confirm_fraction: its
+            share of the planned steps (``epochs`` x batches per epoch) after a conclusive
+            range test (default 0.25; twice that after an inconclusive one).
         confirm_unit: ``"steps"`` (default: that share in optimizer steps, at least 1) or
             ``"epochs"`` (the earlier rule: rounded to whole epochs, at least 1); data with no
             length count in epochs either way (see
@@ -227,7 +228,9 @@ def auto_lr(
         batch_size, seed, precision, clip_grad_norm, clip_grad_value, device: as in
             :func:`lrtune.find_lr` and :func:`lrtune.sweep`.
         start_lr, end_lr, num_iters, rule, **finder_options: the range test's options
-            (:func:`lrtune.find_lr`; ``rule=None`` is its default, ``steepest``).
+            (:func:`lrtune.find_lr`; ``rule=None`` is its default, ``steepest``). With
+            ``accumulation_steps=n`` the confirmation trains batches of ``n x batch_size``
+            samples (the same samples per optimizer step; ``(X, y)`` tensors only).
         engine: the sweep's engine.
         halving, choice: the sweep's successive halving (default: on for a constant rate,
             off under a schedule) and its choice rule (default ``"window"``: the validation
@@ -253,6 +256,7 @@ def auto_lr(
         raise ValueError(f"confirm_fraction must be in (0, 1], got {confirm_fraction!r}")
     if confirm_unit not in UNITS:
         raise ValueError(f"confirm_unit must be one of {', '.join(UNITS)}, got {confirm_unit!r}")
+    check_k(k)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(f"optimizer must be a torch optimizer built on the model, got "
                          f"{type(optimizer).__name__}")
@@ -263,7 +267,19 @@ def auto_lr(
     held_out = valid is None and confirm is not False
     if held_out:
         train, valid = holdout_split(train, holdout, seed)
+    elif confirm:  # a valid set the model cannot read fails now, not after the range test
+        _check_valid_fits(model, optimizer, loss_fn, step, valid, batch_size, device)
     rule = rule or DEFAULT_RULE
+    # the confirmation trains whole optimizer-step batches: batch_size x accumulation_steps
+    # samples per step, as the range test and training accumulate them (a per-sample mean
+    # loss gives the same gradient); a DataLoader's batches cannot be merged so
+    accumulation = finder_options.get("accumulation_steps", 1)
+    merge = isinstance(accumulation, int) and accumulation > 1  # find_lr checks the value
+    sweep_batch = batch_size * accumulation if merge else batch_size
+    if confirm and merge and not _is_pair(train):
+        raise ValueError(f"accumulation_steps={accumulation}: the confirmation trains "
+                         f"batches of batch_size x accumulation_steps samples, which needs "
+                         "(X, y) tensors as train; pass them, or confirm=False")
 
     if finder is None:
         finder = find_lr(model, optimizer, loss_fn, train, step=step, precision=precision,
@@ -274,6 +290,7 @@ def auto_lr(
     settings = dict(epochs=epochs, confirm=confirm, k=k, confirm_fraction=confirm_fraction,
                     confirm_unit=confirm_unit,
                     holdout=holdout if held_out else None, batch_size=batch_size,
+                    accumulation_steps=accumulation,
                     seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios,
                     halving=halving, choice=choice)
     schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
@@ -291,7 +308,7 @@ def auto_lr(
 
     why = _why_confirm(finder, schedule_name)
     budget, per_epoch = _budget(finder, train, epochs, confirm_fraction, confirm_unit,
-                                batch_size)
+                                sweep_batch)
     lo, hi = bracket_from_finder(finder)
     _say(verbose, f"{why}: confirming {k} rates {lo:.3g}..{hi:.3g} over "
                   f"{budget_text(budget, epochs, per_epoch)}"
@@ -300,14 +317,11 @@ def auto_lr(
                                schedule=schedule, k=k, confirm_fraction=confirm_fraction,
                                confirm_unit=confirm_unit,
                                step=step, precision=precision, clip_grad_norm=clip_grad_norm,
-                               clip_grad_value=clip_grad_value, batch_size=batch_size,
+                               clip_grad_value=clip_grad_value, batch_size=sweep_batch,
                                seed=seed, engine=engine, device=device, halving=halving,
                                choice=choice)
-    candidates = swept.lrs
     lr = swept.chosen_lr
     reason = f"{why}; confirmed by training: {swept.summary() if lr is not None else swept.reason}"
-    if lr is not None and lr == candidates[-1] and len(candidates) > 1:
-        reason += " (the top of the bracket: no higher rate was tried)"
     trained = swept.settings["steps"]
     return AutoLRResult(lr, rates_per_group(lr, ratios), "confirmation", reason, finder, swept,
                         schedule=schedule_name,
@@ -342,6 +356,7 @@ def confirm_range_test(
     ``settings`` record the bracket, the range test's verdict and suggestion, the schedule,
     the planned epochs and steps, and the share of them trained (``steps``: the budget).
     """
+    check_k(k)
     shape = _schedule_shape(schedule)
     budget, per_epoch = _budget(finder, train, epochs, confirm_fraction, confirm_unit,
                                 batch_size)
@@ -365,6 +380,26 @@ def confirm_range_test(
                           confirm_share=confirm_share(finder, confirm_fraction),
                           confirm_unit=confirm_unit)
     return swept
+
+
+def _check_valid_fits(model, optimizer, loss_fn, step, valid, batch_size: int, device) -> None:
+    """One batch of ``valid`` through the step (no gradients): a ValueError naming it when
+    the model cannot read it (another number of features, an image of another size ...)."""
+    from lrtune.steps import StepRunner, check_batch_fits
+
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else "cpu"
+    runner = StepRunner(model, optimizer, step, loss_fn, device=device)
+    check_batch_fits(runner, as_batches(valid, batch_size, shuffle=False), "valid data")
+
+
+def check_k(k) -> None:
+    """A confirmation compares rates: ``k`` must be an integer >= 2 (one rate would be
+    "confirmed" however badly it trains: the top of the bracket, unchecked)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"k (the rates the confirmation compares) must be an integer >= 2, "
+                         f"got {k!r}")
 
 
 def _budget(finder: FinderResult, train, epochs: int, fraction: float, unit: str,
@@ -434,6 +469,12 @@ def rates_per_group(lr: float | None, ratios: list[float]) -> list[float] | None
     return None if lr is None else [lr * r for r in ratios]
 
 
+def _is_pair(data) -> bool:
+    """Whether ``data`` is an ``(X, y)`` pair of tensors."""
+    return (isinstance(data, tuple | list) and len(data) == 2
+            and all(isinstance(t, torch.Tensor) for t in data))
+
+
 def holdout_split(train, fraction: float, seed: int):
     """``(train, valid)``: ``fraction`` of ``(X, y)`` tensors held out, rows drawn by a
     permutation seeded with ``seed``.
@@ -449,8 +490,7 @@ def holdout_split(train, fraction: float, seed: int):
     """
     if not (isinstance(fraction, int | float) and 0 < fraction < 1):
         raise ValueError(f"holdout must be a fraction in (0, 1), got {fraction!r}")
-    if not (isinstance(train, tuple | list) and len(train) == 2
-            and all(isinstance(t, torch.Tensor) for t in train)):
+    if not _is_pair(train):
         raise ValueError("auto_lr needs valid data for the confirmation: train is not a pair "
                          "of (X, y) tensors it could split; pass valid=... (or confirm=False)")
     X, y = train
@@ -498,6 +538,18 @@ def _compressed(shape, candidates: list[float], *, planned: int, budget: int):
     if getattr(shape, "custom", False):
         made = [shape(c, planned) for c in candidates]
         ratio = planned / budget
-        return lambda t: [s(t * ratio) / c for s, c in zip(made, candidates, strict=True)]
+
+        def custom_scale(t: int) -> list[float]:
+            out = []
+            for s, c in zip(made, candidates, strict=True):
+                lr = s(t * ratio)
+                if not (isinstance(lr, int | float) and math.isfinite(lr) and lr >= 0):
+                    # named here: the user passed `schedule`, not the sweep's lr_scale
+                    raise ValueError(f"schedule({c:.3g}) gave lr {lr!r} at step {t * ratio:g} "
+                                     "of the planned run: it must be a finite number >= 0")
+                out.append(lr / c)
+            return out
+
+        return custom_scale
     made = [shape(c, budget) for c in candidates]
     return lambda t: [s(t) / c for s, c in zip(made, candidates, strict=True)]

@@ -378,3 +378,31 @@ class StepRunner:
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
+
+
+def check_batch_fits(runner: StepRunner, batches, what: str,
+                     model: nn.Module | None = None) -> StepResult | None:
+    """Run ``runner``'s step (forward and loss, no gradients) on the first batch of ``batches``
+    so data that does not fit the model fail at once, as one ``ValueError`` naming ``what``,
+    rather than after a range test or a training epoch. The RNG state and the model's
+    train/eval mode are left as they were. ``model``: the one to run (default the runner's;
+    the Trainer passes the module inside DDP).
+
+    Returns:
+        The step's result on that batch (``None`` for empty data).
+
+    Raises:
+        ValueError: ``the {what} does not fit the model: <the first line of torch's error>``.
+    """
+    model = runner.model if model is None else model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            batch = next(iter(batches), None)
+            return None if batch is None else runner.forward(batch, model=model)
+    except (RuntimeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"the {what} does not fit the model: {first}") from exc
+    finally:
+        model.train(was_training)

@@ -60,6 +60,35 @@ def regression():
 
 def wrong_shape():
     return [1, 2]
+
+
+def two_splits():
+    return pairs()[:2]
+
+
+def arrays():
+    return tuple((X.numpy(), y.numpy()) for X, y in pairs())
+
+
+def two_classes(in_features):
+    return nn.Linear(in_features, 2)
+
+
+def int32_targets():
+    return tuple((X, y.int()) for X, y in pairs())
+
+
+def float64_inputs():
+    return tuple((X.double(), y) for X, y in pairs())
+
+
+def flat_regression():
+    return tuple((X, y.ravel()) for X, y in regression())
+
+
+def narrow_valid():
+    (X, y), (Xv, yv), test = pairs()
+    return (X, y), (Xv[:, :5], yv), test
 '''
 
 
@@ -114,8 +143,11 @@ def test_model_factories_get_the_shapes_they_ask_for(factories):
     ("--model", "{m}:missing", "has no attribute 'missing'"),
     ("--model", "{m}:not_a_model", "returned str, not an nn.Module"),
     ("--model", "{m}:broken", "failed: RuntimeError: no weights here"),
-    ("--data", "{m}:wrong_shape", "--data '{m}:wrong_shape' returned list"),
+    ("--data", "{m}:wrong_shape", "--data '{m}:wrong_shape' returned a list of 2;"),
     ("--data", "{m}:fixed", "expected a Splits or a (train, valid, test) tuple"),
+    ("--data", "{m}:two_splits", "returned a tuple of 2; expected a Splits or a (train, valid"),
+    ("--data", "{m}:arrays", "train is a tuple of ndarray, ndarray, not an (X, y) pair of "
+     "tensors or a DataLoader (torch.as_tensor converts arrays)"),
     ("--data", "{m}:", "expected pkg.module:factory"),
 ])
 def test_mistakes_are_one_line_naming_the_option(factories, option, spec, message):
@@ -158,3 +190,34 @@ def test_a_bad_factory_on_the_cli_is_one_line_and_exit_2(factories, tmp_path, ca
     assert not (tmp_path / "x").exists()  # nothing left on disk
     assert main([command, "--data", "digits", "--out", str(tmp_path / "y")]) == 2
     assert "--data 'digits': expected pkg.module:factory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("data", "model", "message"), [
+    ("pairs", "two_classes", "the model does not fit the train data (inputs torch.float32 (8,) "
+     "per sample, targets torch.int64): the model outputs 2 class scores, the data have 3"),
+    ("float64_inputs", "net", "does not fit the train data (inputs torch.float64"),
+    ("narrow_valid", "net", "does not fit the valid data (inputs torch.float32 (5,)"),
+])
+def test_a_model_that_does_not_fit_its_data_is_one_line_before_any_work(
+        factories, tmp_path, capsys, data, model, message):
+    from lrtune.cli import main
+
+    code = main(["train", "--data", f"{factories}:{data}", "--model", f"{factories}:{model}",
+                 "--lr", "auto", "--epochs", "1", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and message in err, err
+    assert err.startswith(f"lrtune train: error: --data '{factories}:{data}' and --model")
+    assert not (tmp_path / "x").exists()
+
+
+def test_int32_and_flat_regression_targets_are_made_what_the_loss_needs(factories, tmp_path):
+    from lrtune.cli import main
+
+    splits = splits_from_factory(f"{factories}:int32_targets", seed=0)
+    assert splits.task == "classification" and splits.train[1].dtype == torch.int64
+    flat = splits_from_factory(f"{factories}:flat_regression", seed=0)
+    assert flat.train[1].shape == (60, 1) and flat.n_outputs == 1  # as the model's output
+    for data in ("int32_targets", "flat_regression"):  # trains (no broadcasting warning)
+        assert main(["train", "--data", f"{factories}:{data}", "--model", f"{factories}:net",
+                     "--lr", "0.01", "--epochs", "1", "--verbose", "0",
+                     "--out", str(tmp_path / data)]) == 0

@@ -70,3 +70,12 @@ def test_confirm_redraws_lr_find_png_with_the_confirmed_rate(tmp_path, capsys, m
     assert data["confirmed_lr"] is not None
     assert drawn == [None, data["confirmed_lr"]]  # the range test's figure, then redrawn
     assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_confirm_trains_the_samples_of_one_accumulated_optimizer_step(tmp_path, capsys):
+    # before: the range test accumulated 3 micro-batches, the confirmation trained single ones
+    out = tmp_path / "f"
+    assert main(["find", "--accumulation-steps", "3", "--batch-size", "16", "--num-iters", "20",
+                 "--confirm", "2", "--epochs", "1", "--out", str(out)]) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["settings"]["batch_size"] == 48

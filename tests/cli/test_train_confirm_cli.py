@@ -55,3 +55,40 @@ def test_halving_and_choice_reach_the_confirmation(tmp_path):
     assert swept["default"]["choice"] == "window"
     assert swept["default"]["settings"]["halving"]["rungs"] == [0.25, 0.5]
     assert swept["set"]["choice"] == "final" and swept["set"]["settings"]["halving"] is None
+
+
+def test_train_lr_auto_passes_accumulation_steps_to_the_search(tmp_path, monkeypatch):
+    import lrtune.auto as auto
+
+    seen = {}
+    real = auto.auto_lr
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auto, "auto_lr", spy)
+    assert main(["train", "--lr", "auto", "--accumulation-steps", "3", "--epochs", "1",
+                 "--num-iters", "20", "--confirm", "2", "--verbose", "0",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert seen["accumulation_steps"] == 3
+
+
+def test_after_no_rate_the_printed_advice_works_as_written(tmp_path, capsys):
+    # before: "pass --lr VALUE" into the same --out was refused, with a hint to --resume a run
+    # that has no checkpoint
+    out = str(tmp_path / "run")
+    assert main(["train", "--lr", "auto", "--no-confirm", "--end-lr", "1e-5", "--epochs", "1",
+                 "--num-iters", "20", "--verbose", "0", "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "and confirm=False: no rate" in err
+    assert err.endswith(f"and pass --lr VALUE (with --overwrite to train in {out}, which holds "
+                        "only this search)")
+    assert main(["train", "--lr", "0.1", "--epochs", "1", "--verbose", "0", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" not in err and "--overwrite" in err
+    assert main(["train", "--lr", "0.1", "--epochs", "1", "--verbose", "0", "--overwrite",
+                 "--out", out]) == 0
+    # a run with a checkpoint is still offered --resume
+    assert main(["train", "--lr", "0.1", "--epochs", "1", "--verbose", "0", "--out", out]) == 2
+    assert "use --resume to continue it or --overwrite" in capsys.readouterr().err

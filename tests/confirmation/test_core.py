@@ -134,3 +134,41 @@ def test_bad_arguments_are_named(data, kwargs, message):
 def test_bracket_spacing():
     assert candidate_lrs(bracket=(1e-3, 1e-1), k=5) == [0.001, 0.00316228, 0.01, 0.0316228, 0.1]
     assert candidate_lrs(bracket=(1e-3, 1e-1), k=1) == [0.1]
+
+
+def reg_data():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 6, generator=g)
+    return X, X[:, :3] - X[:, 3:]
+
+
+def test_the_table_shows_the_scores_the_choice_compared_and_its_reason(data):
+    # the window rule compares valid losses; with accuracies tied the table alone could not
+    # say why the chosen rate won
+    res = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.01, 0.1, 0.5],
+                epochs=2, batch_size=16)
+    lines = res.table().splitlines()
+    assert lines[0].split() == ["lr", "valid", "accuracy", "compared", "status"]
+    for line, lr, score in zip(lines[1:4], res.lrs, res.scores, strict=True):
+        assert line.split()[:3] == [f"{lr:.3g}", f"{res.final_metric[res.lrs.index(lr)]:.4f}",
+                                    f"{score:.4g}"]
+    assert lines[-1] == f"choice: {res.reason}" and "valid loss" in res.reason
+    final = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.01, 0.1],
+                  epochs=2, batch_size=16, choice="final")
+    assert "compared" not in final.table().splitlines()[0]  # the metric shown is the score
+    loss = sweep(net(), "sgd", nn.MSELoss(), reg_data(), reg_data(), lrs=[0.01, 0.1], epochs=2,
+                 batch_size=16)  # the window of a loss metric over 2 evaluations: its final one
+    assert loss.scores == loss.final_metric and "compared" not in loss.table().splitlines()[0]
+
+
+def test_choosing_the_highest_rate_tried_says_a_higher_one_may_be_better(data):
+    # before: only auto_lr's reason said so, and `lrtune train --lr auto` never printed it
+    top = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[1e-4, 1e-3, 0.05],
+                epochs=2, batch_size=16)
+    assert top.chosen_index == 2 and top.chose_the_top
+    note = "the highest rate tried: a higher one may be better"
+    assert top.summary().endswith(f"({note})")
+    assert f"chosen ({note})" in top.table()
+    inner = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.05, 1e5],
+                  epochs=2, batch_size=16)
+    assert inner.chosen_index == 0 and not inner.chose_the_top and note not in inner.table()

@@ -361,6 +361,26 @@ def test_all_groups_frozen_is_a_clear_error(blobs, small_net):
         find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs)
 
 
+def test_an_optimizer_built_on_another_instance_of_the_model_is_refused(blobs, small_net):
+    # before: the sweep trained nothing and ended "inconclusive (flat ... check that the model
+    # can learn)"; auto_lr then confirmed a rate for an optimizer that cannot train the model
+    import copy
+
+    import lrtune
+
+    other = copy.deepcopy(small_net)
+    opt = torch.optim.SGD(other.parameters(), lr=0.1)
+    for call in (lambda: find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, num_iters=20),
+                 lambda: lrtune.auto_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, epochs=1,
+                                        verbose=False)):
+        with pytest.raises(ValueError, match="the optimizer holds none of the model's param"):
+            call()
+    # an extra parameter outside the model (a learnable loss scale) is fine
+    scale = nn.Parameter(torch.ones(()))
+    both = torch.optim.SGD([*small_net.parameters(), scale], lr=0.1)
+    assert find_lr(small_net, both, nn.CrossEntropyLoss(), blobs, num_iters=20).lrs
+
+
 def test_results_saved_before_per_group_rates_still_load(blobs, small_net):
     import json
 

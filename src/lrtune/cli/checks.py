@@ -119,10 +119,23 @@ def check_train_options(args) -> None:
         raise UsageError("--confirm checks the range test's bracket: it needs --lr auto")
     if args.confirm and getattr(args, "no_confirm", False):
         raise UsageError("--confirm and --no-confirm contradict each other: give one")
-    if args.lr == "auto":
-        from lrtune.cli.setup import check_range_test_options
+    from lrtune.cli.setup import (
+        CONFIRM_DEFAULTS,
+        RANGE_TEST_DEFAULTS,
+        check_range_test_options,
+        check_unused,
+    )
 
+    if args.lr == "auto":
         check_range_test_options(args)
+        if getattr(args, "no_confirm", False):
+            check_unused(args, CONFIRM_DEFAULTS, "sets the confirmation, which --no-confirm "
+                                                 "skips: give one of them")
+    else:  # a given rate: no range test, no confirmation would read these
+        check_unused(args, {**RANGE_TEST_DEFAULTS, **CONFIRM_DEFAULTS},
+                     "sets the range test or the confirmation of --lr auto: it needs --lr auto")
+        if getattr(args, "no_confirm", False):
+            raise UsageError("--no-confirm skips the confirmation of --lr auto: it needs --lr auto")
     check_confirm_options(args)
     schedule = args.schedule or "constant"
     if schedule not in (*NAMES, "plateau"):

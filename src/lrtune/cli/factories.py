@@ -90,12 +90,18 @@ def splits_from_factory(spec: str, seed: int):
     if isinstance(data, Splits):
         return data
     if not (isinstance(data, tuple | list) and len(data) == 3):
-        raise UsageError(f"--data {spec!r} returned {type(data).__name__}; expected a Splits or "
+        what = (f"a {type(data).__name__} of {len(data)}" if isinstance(data, tuple | list)
+                else type(data).__name__)
+        raise UsageError(f"--data {spec!r} returned {what}; expected a Splits or "
                          "a (train, valid, test) tuple of (X, y) pairs or DataLoaders")
     parts = [_as_pair(part, name, spec) for part, name in zip(data, ("train", "valid", "test"),
                                                                strict=True)]
     y = parts[0][1]
     task = "regression" if y.is_floating_point() else "classification"
+    if task == "classification":  # int32 (numpy's default on some platforms) -> what CE needs
+        parts = [(X, t.long()) for X, t in parts]
+    else:  # one target per sample: (N,) -> (N, 1), the shape of a num_classes=1 model's output
+        parts = [(X, t.unsqueeze(1) if t.dim() == 1 else t) for X, t in parts]
     if task == "classification":  # every split's classes count, not only the training set's
         n = max(int(p[1].max()) for p in parts) + 1
         class_names = [str(i) for i in range(n)]
@@ -103,6 +109,44 @@ def splits_from_factory(spec: str, seed: int):
         class_names = None
     return Splits(name=spec, train=parts[0], valid=parts[1], test=parts[2], task=task,
                   class_names=class_names)
+
+
+def check_model_fits(model, splits, loss_fn, device, data: str | None, model_spec: str) -> None:
+    """Run the model and the loss on two samples of every split, so a factory's model that does
+    not fit its data is one :class:`UsageError` line naming the options and the split, before
+    the range test or training starts (not a traceback from inside it).
+
+    Regression outputs must have the targets' shape: MSE would broadcast ``(N, 1)`` against
+    ``(N,)`` into an ``(N, N)`` loss and train on it without a word.
+    """
+    import torch
+
+    names = " and ".join(f"{o} {s!r}" for o, s in (("--data", data), ("--model", model_spec))
+                         if is_factory(s))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            for name in ("train", "valid", "test"):
+                X, y = (t[:2].to(device) for t in getattr(splits, name))
+                try:
+                    out = model(X)
+                    out = out[0] if isinstance(out, tuple | list) else out
+                    if splits.task == "regression" and tuple(out.shape) != tuple(y.shape):
+                        raise ValueError(f"the model outputs shape {tuple(out.shape[1:])} per "
+                                         f"sample, the targets have {tuple(y.shape[1:])}")
+                    if splits.task == "classification" and out.dim() == 2 \
+                            and out.shape[1] < splits.n_outputs:
+                        raise ValueError(f"the model outputs {out.shape[1]} class scores, the "
+                                         f"data have {splits.n_outputs} classes")
+                    loss_fn(out, y)
+                except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise UsageError(f"{names}: the model does not fit the {name} data "
+                                     f"(inputs {X.dtype} {tuple(X.shape[1:])} per sample, "
+                                     f"targets {y.dtype}): {first}") from None
+    finally:
+        model.train(was_training)
 
 
 def _as_pair(part, name: str, spec: str):
@@ -120,8 +164,11 @@ def _as_pair(part, name: str, spec: str):
             raise UsageError(f"--data {spec!r}: the {name} DataLoader must yield (x, y) tensor "
                              f"batches ({type(exc).__name__}: {exc})") from None
     else:
-        raise UsageError(f"--data {spec!r}: {name} is {type(part).__name__}, not an (X, y) "
-                         "pair of tensors or a DataLoader")
+        what = type(part).__name__
+        if isinstance(part, tuple | list):  # e.g. numpy arrays: say what the pair holds
+            what = f"a {what} of {', '.join(type(t).__name__ for t in part)}"
+        raise UsageError(f"--data {spec!r}: {name} is {what}, not an (X, y) pair of tensors or "
+                         "a DataLoader (torch.as_tensor converts arrays)")
     if len(X) != len(y) or len(X) == 0:
         raise UsageError(f"--data {spec!r}: {name} has {len(X)} inputs and {len(y)} targets")
     return X, y

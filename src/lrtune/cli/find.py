@@ -54,6 +54,11 @@ def run(args) -> int:
     check_model_options(args)
     rule = check_range_test_options(args)
     check_confirm_options(args)
+    if not args.confirm:
+        from lrtune.cli.setup import CONFIRM_DEFAULTS, PLANNED_EPOCHS, check_unused
+
+        check_unused(args, {**CONFIRM_DEFAULTS, "epochs": PLANNED_EPOCHS},
+                     "sets the confirmation: it needs --confirm")
     if not 0 <= args.smooth < 1:
         raise ValueError(f"--smooth must be in [0, 1), got {args.smooth}")
     if not distributed.is_main():  # rank 0 alone holds the folder's lock
@@ -108,7 +113,9 @@ def confirm(args, result, model, optimizer, splits, loss_fn, device, out):
     swept = confirm_range_test(model, optimizer, loss_fn, splits.train, splits.valid, result,
                                epochs=args.epochs, k=args.confirm,
                                confirm_fraction=args.confirm_fraction,
-                               batch_size=args.batch_size, seed=args.seed, device=device,
+                               # one optimizer step's samples, as the range test accumulates
+                               batch_size=args.batch_size * args.accumulation_steps,
+                               seed=args.seed, device=device,
                                precision=args.precision, clip_grad_norm=args.clip_grad_norm,
                                **sweep_choices(args))
     lr = swept.chosen_lr

@@ -53,13 +53,31 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="clip the gradients' total norm to MAX before each optimizer step")
 
 
+# the defaults of the range test's and the confirmation's options: a value other than these
+# is one the user gave, refused where nothing would read it (check_unused)
+RANGE_TEST_DEFAULTS = {"start_lr": 1e-7, "end_lr": 10.0, "num_iters": 300, "rule": None}
+CONFIRM_DEFAULTS = {"halving": "auto", "choice": "window", "confirm_fraction": CONFIRM_FRACTION}
+PLANNED_EPOCHS = 20  # `lrtune find --epochs`: the plan the confirmation takes its share of
+
+
 def add_range_test_arguments(p: argparse.ArgumentParser) -> None:
     """``--start-lr --end-lr --num-iters --rule``: the range test's sweep and rule."""
-    p.add_argument("--start-lr", type=positive_float, default=1e-7)
-    p.add_argument("--end-lr", type=positive_float, default=10.0)
-    p.add_argument("--num-iters", type=bounded_int(MIN_NUM_ITERS, MAX_NUM_ITERS), default=300,
-                   help=f"optimizer steps ({MIN_NUM_ITERS} to {MAX_NUM_ITERS:,}, default 300)")
-    p.add_argument("--rule", default=None, help="suggestion rule (default: the measured best)")
+    d = RANGE_TEST_DEFAULTS
+    p.add_argument("--start-lr", type=positive_float, default=d["start_lr"])
+    p.add_argument("--end-lr", type=positive_float, default=d["end_lr"])
+    p.add_argument("--num-iters", type=bounded_int(MIN_NUM_ITERS, MAX_NUM_ITERS),
+                   default=d["num_iters"],
+                   help=f"optimizer steps ({MIN_NUM_ITERS} to {MAX_NUM_ITERS:,}, "
+                        f"default {d['num_iters']})")
+    p.add_argument("--rule", default=d["rule"], help="suggestion rule (default: the measured best)")
+
+
+def check_unused(args, defaults: dict, why: str) -> None:
+    """A UsageError for the first option of ``defaults`` given a value other than its default
+    (so set by the user) where nothing reads it: ``why`` says what it needs."""
+    for name, default in defaults.items():
+        if getattr(args, name, default) != default:
+            raise UsageError(f"--{name.replace('_', '-')} {why}")
 
 
 def check_range_test_options(args) -> str:
@@ -80,7 +98,7 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                           automatic: bool = False) -> None:
     """``--confirm [K]``: check K rates of the range test's bracket by short real training;
     ``automatic`` (``lrtune train --lr auto``) adds ``--no-confirm``."""
-    p.add_argument("--confirm", type=bounded_int(1, MAX_CONFIRM), nargs="?", const=8, default=None,
+    p.add_argument("--confirm", type=bounded_int(2, MAX_CONFIRM), nargs="?", const=8, default=None,
                    metavar="K",
                    help="train K rates (default 8) inside the range test's bracket at once "
                         "(vectorised) on a short budget and pick the best by validation"
@@ -91,14 +109,14 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                        help="--lr auto: skip the confirmation (the range test's rate alone, "
                             "or an error when it is inconclusive)")
     if with_epochs:  # `lrtune train` has its own --epochs
-        p.add_argument("--epochs", type=positive_int, default=20,
+        p.add_argument("--epochs", type=positive_int, default=PLANNED_EPOCHS,
                        help="planned training epochs; --confirm trains --confirm-fraction of "
                             "their steps (twice that after an inconclusive range test)")
-    p.add_argument("--halving", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--halving", choices=("auto", "on", "off"), default=CONFIRM_DEFAULTS["halving"],
                    help="successive halving in the confirmation: stop rates clearly behind the "
                         "best at a quarter and half of its budget (auto: on for a constant "
                         "rate, off under a schedule)")
-    p.add_argument("--choice", choices=("window", "final"), default="window",
+    p.add_argument("--choice", choices=("window", "final"), default=CONFIRM_DEFAULTS["choice"],
                    help="how the confirmation picks: window = mean validation loss over the "
                         "last quarter of its evaluations, final = the last evaluation's metric "
                         "(the lowest rate within noise of the best, either way)")
@@ -118,7 +136,12 @@ def build_setup(args):
     """Data splits, model, optimizer and loss from the shared options."""
     import torch
 
-    from lrtune.cli.factories import is_factory, model_from_factory, splits_from_factory
+    from lrtune.cli.factories import (
+        check_model_fits,
+        is_factory,
+        model_from_factory,
+        splits_from_factory,
+    )
     from lrtune.data import load_dataset
     from lrtune.models import build_model
     from lrtune.training.setup import loss_for, make_optimizer
@@ -140,4 +163,7 @@ def build_setup(args):
                                    nesterov=args.nesterov)
     except ImportError as exc:  # a learning-rate-free optimizer's package is not installed
         raise UsageError(str(exc)) from None
-    return splits, model, optimizer, loss_for(splits), torch.device(args.device)
+    loss_fn = loss_for(splits)
+    if is_factory(data) or is_factory(args.model):
+        check_model_fits(model, splits, loss_fn, args.device, data, args.model)
+    return splits, model, optimizer, loss_fn, torch.device(args.device)

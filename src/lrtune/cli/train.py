@@ -119,7 +119,7 @@ def run(args) -> int:
         return _train_and_report(args)
     return run_in_folder(args.out, lambda: _train_and_report(args), command="train",
                          resume=args.resume is not None, overwrite=args.overwrite,
-                         resume_hint=True)
+                         resume_hint=(Path(args.out) / "checkpoints" / "last.pt").is_file())
 
 
 def _train_and_report(args) -> int:
@@ -309,7 +309,8 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
                          batch_size=args.batch_size, seed=args.seed, device=device,
                          precision=args.precision, clip_grad_norm=args.clip_grad_norm,
                          start_lr=args.start_lr, end_lr=args.end_lr, num_iters=args.num_iters,
-                         rule=args.rule or DEFAULT_RULE)  # the same result on every rank
+                         rule=args.rule or DEFAULT_RULE,
+                         accumulation_steps=args.accumulation_steps)  # the same on every rank
     answer = None  # (lr, how it was decided, the error when there is no rate)
     if distributed.is_main():
         schedule = None if args.schedule in (None, "plateau") else args.schedule
@@ -319,6 +320,7 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
                          batch_size=args.batch_size, seed=args.seed, precision=args.precision,
                          clip_grad_norm=args.clip_grad_norm, start_lr=args.start_lr,
                          end_lr=args.end_lr, num_iters=args.num_iters, rule=args.rule,
+                         accumulation_steps=args.accumulation_steps,
                          device=device, verbose=bool(args.verbose), finder=finder,
                          **sweep_choices(args))
         paths = result.save(out / "lr_find")
@@ -326,7 +328,8 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
             print(f"range test: {result.finder.summary()}")
             if result.sweep is not None:
                 print(result.sweep.table())
-        error = (f"--lr auto: {result.reason}; see {paths[0]} and pass --lr VALUE"
+        error = (f"--lr auto: {result.reason}; see {paths[0]} and pass --lr VALUE (with "
+                 f"--overwrite to train in {out}, which holds only this search)"
                  if result.lr is None else None)
         answer = (result.lr, result.decided_by, error)
     lr, source, error = distributed.broadcast_object(answer)  # every rank stops, or trains

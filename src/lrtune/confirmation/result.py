@@ -12,6 +12,7 @@ from lrtune.result_io import FORMAT_VERSION, JsonResult, json_clean
 LOSS_RTOL = 0.01  # "within noise" for a loss metric: 1 % of the best loss
 CHOICES = ("window", "final")
 WINDOW = 0.25  # the "window" rule averages the last quarter of the evaluations
+TOP_NOTE = "the highest rate tried: a higher one may be better"
 
 
 def window_scores(curves: list[list[float | None]], final: list[float | None],
@@ -244,7 +245,14 @@ class SweepResult(JsonResult):
         score = self.final_metric[self.chosen_index]
         return (f"confirmed lr {self.chosen_lr:.3g} (valid {self.metric} {score:.4g}) among "
                 f"{len(self.lrs)} rates {self.lrs[0]:.3g}..{self.lrs[-1]:.3g}; "
-                f"{sum(self.diverged)} diverged; {self._halving_note()}engine {self.engine}")
+                f"{sum(self.diverged)} diverged; {self._halving_note()}engine {self.engine}"
+                + (f" ({TOP_NOTE})" if self.chose_the_top else ""))
+
+    @property
+    def chose_the_top(self) -> bool:
+        """Whether the chosen rate is the highest tried (of several): the best may lie above."""
+        return self.chosen_index is not None and len(self.lrs) > 1 \
+            and self.chosen_index == len(self.lrs) - 1
 
     def _halving_note(self) -> str:
         if not any(self.stopped):
@@ -253,8 +261,15 @@ class SweepResult(JsonResult):
                 "the copy-steps trained); ")
 
     def table(self) -> str:
-        """Rate, final valid metric and status, one line per candidate."""
-        lines = [f"{'lr':>10}  {'valid ' + self.metric:>14}  status"]
+        """Rate, final valid metric, the score the choice compared (when it is another one:
+        the window's mean valid loss) and status, one line per candidate; then the rule's
+        reason, so the table shows why the chosen rate won."""
+        compared = self.scores is not None and any(  # shown when it differs from the metric
+            c is not None and c != f for c, f in zip(self.scores, self.final_metric, strict=True))
+        head = f"{'lr':>10}  {'valid ' + self.metric:>14}"
+        if compared:
+            head += f"  {'compared':>10}"
+        lines = [f"{head}  status"]
         for i, lr in enumerate(self.lrs):
             score = self.final_metric[i]
             text = "-" if score is None else f"{score:.4f}"
@@ -266,8 +281,13 @@ class SweepResult(JsonResult):
                 text = "-" if last is None else f"({last:.4f})"
                 status = f"stopped by halving at step {at} (its score there)"
             if i == self.chosen_index:
-                status = "chosen"
-            lines.append(f"{lr:>10.3g}  {text:>14}  {status}")
+                status = f"chosen ({TOP_NOTE})" if self.chose_the_top else "chosen"
+            row = f"{lr:>10.3g}  {text:>14}"
+            if compared:
+                value = self.scores[i]
+                row += f"  {'-' if value is None else f'{value:.4g}':>10}"
+            lines.append(f"{row}  {status}".rstrip())
+        lines.append(f"choice: {self.reason}")
         return "\n".join(lines)
 
     # -- serialisation ---------------------------------------------------------------------

@@ -165,7 +165,8 @@ def find_lr(
         A :class:`FinderResult`.
 
     Raises:
-        ValueError: bad arguments, or empty data.
+        ValueError: bad arguments, empty data, or an optimizer holding none of ``model``'s
+            parameters.
         FloatingPointError: the loss is not finite at the very first step, or under
             ``"16-mixed"`` the gradients are never finite there (the ``GradScaler`` skipped
             :data:`~lrtune.steps.MAX_SKIPPED_STEPS` steps in a row before the first point).
@@ -182,6 +183,12 @@ def find_lr(
         raise ValueError(f"optimizer must be a torch optimizer with param groups, got "
                          f"{type(optimizer).__name__}")
     reference, ratios = reference_group(groups)
+    own = {id(p) for p in model.parameters()}
+    if own and not any(id(p) in own for g in groups for p in g["params"]):
+        # e.g. built on another instance of the model: the sweep would train nothing and
+        # report a flat curve ("check that the model can learn") instead of the mistake
+        raise ValueError("the optimizer holds none of the model's parameters (built on another "
+                         "instance?): build it on model.parameters()")
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")

@@ -19,6 +19,7 @@ from lrtune.steps import (
     Step,
     StepRunner,
     batch_size_of,
+    check_batch_fits,
     describe_batch,
     is_pair,
     primary_output,
@@ -491,18 +492,8 @@ class Trainer:
                 and isinstance(valid, TensorBatches) and all(
                 _same_sample_kind(a, b) for a, b in ((train.X, valid.X), (train.y, valid.y))):
             return
-        model = distributed.unwrap(self.model)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                batch = next(iter(self.valid_batches), None)
-                result = None if batch is None else self.runner.forward(batch, model=model)
-        except (RuntimeError, IndexError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"the validation data does not fit the model: {first}") from exc
-        finally:
-            model.train(was_training)
+        result = check_batch_fits(self.runner, valid, "validation data",
+                                  model=distributed.unwrap(self.model))
         if result is not None and self.metrics:
             _check_metric_inputs(result)
 
