@@ -456,7 +456,7 @@ def _why_confirm(finder: FinderResult, schedule_name: str | None) -> str:
     if schedule_name is not None:
         return (f"the range test gives a constant rate, not the peak of {schedule_name} "
                 "(measured: one-cycle at its rate lost on 3 of 6 tasks)")
-    return f"confirming: {WHY_CONFIRM}"
+    return WHY_CONFIRM
 
 
 def group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
