@@ -171,7 +171,7 @@ def test_apply_keeps_frozen_groups_at_zero(data):
     res = AutoLRResult(0.3, [0.3, 0.0], "range test", "r", finder=None)
     res.apply(o)
     assert [g["lr"] for g in o.param_groups] == [0.3, 0.0]
-    with pytest.raises(ValueError, match="2 param groups"):
+    with pytest.raises(ValueError, match=r"has 2 param group\(s\) but this result has rates for 1"):
         AutoLRResult(0.3, [0.3], "range test", "r", finder=None).apply(o)
 
 

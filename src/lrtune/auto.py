@@ -33,7 +33,7 @@ from lrtune.confirmation.confirm import (
 from lrtune.confirmation.core import candidate_lrs, sweep
 from lrtune.confirmation.result import SweepResult
 from lrtune.data.batching import as_batches, batches_per_epoch
-from lrtune.finder.range_test import reference_group
+from lrtune.finder.range_test import apply_lrs, reference_group
 from lrtune.finder.result import FinderResult
 from lrtune.result_io import FORMAT_VERSION, json_clean, write_json
 
@@ -78,14 +78,7 @@ class AutoLRResult:
         """
         if self.lrs is None:
             raise ValueError(f"auto_lr found no rate to apply: {self.reason}")
-        groups = optimizer.param_groups
-        if len(groups) != len(self.lrs):
-            raise ValueError(f"the optimizer has {len(groups)} param groups; this result has "
-                             f"rates for {len(self.lrs)}")
-        for group, lr in zip(groups, self.lrs, strict=True):
-            group["lr"] = lr
-            if "initial_lr" in group:  # a torch scheduler built on it restarts from the new rate
-                group["initial_lr"] = lr
+        apply_lrs(optimizer, self.lrs, "this result")
 
     def summary(self) -> str:
         """One line for people: the rate, how it was decided and why."""

@@ -41,6 +41,27 @@ def test_each_rate_scales_every_group_by_the_same_factor(data64, engine):
         assert_same_weights(ref, res.weights[i], rtol=1e-9, atol=1e-11)
 
 
+def test_apply_writes_the_chosen_rate_with_the_groups_ratios(data64):
+    net = mlp().double()
+    res = sweep(net, two_groups(net, 1.0), nn.CrossEntropyLoss(), data64, data64,
+                lrs=[0.01, 0.1], steps=10, batch_size=16)
+    fresh = two_groups(net, 1.0)
+    torch.optim.lr_scheduler.StepLR(fresh, step_size=1)  # an earlier scheduler set initial_lr
+    res.apply(fresh)
+    assert [g["lr"] for g in fresh.param_groups] == pytest.approx(
+        [res.chosen_lr, res.chosen_lr * 10])
+    # a scheduler built now starts from the applied rates, not the earlier initial_lr
+    assert torch.optim.lr_scheduler.StepLR(fresh, step_size=1).base_lrs == [
+        g["lr"] for g in fresh.param_groups]
+    frozen = torch.optim.SGD([{"params": net[0].parameters(), "lr": 0.0},
+                              {"params": net[2].parameters(), "lr": 0.5}])
+    res.apply(frozen)  # the reference is the first group with lr > 0: frozen stays 0
+    assert [g["lr"] for g in frozen.param_groups] == [0.0, res.chosen_lr]
+    res.chosen_lr, res.reason = None, "every copy diverged"
+    with pytest.raises(ValueError, match="no rate to apply: every copy diverged"):
+        res.apply(frozen)
+
+
 def _plain_with(model, opt, data, steps, batch_size=16, seed=0):
     from lrtune.data.batching import as_batches
 

@@ -347,7 +347,7 @@ def test_frozen_groups_stay_at_zero_and_every_group_gets_its_rate(blobs, small_n
     # an optimizer with other groups, or an inconclusive result: one clear line, nothing set
     other = torch.optim.SGD(small_net.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=r"^the optimizer has 1 param group\(s\) but the "
-                                         r"range test ran with 3: apply it to an optimizer"):
+                                         r"range test has rates for 3: apply it to an optimizer"):
         result.apply(other)
     assert other.param_groups[0]["lr"] == 0.1
     result.suggested_lr, result.reason = None, "flat: ..."

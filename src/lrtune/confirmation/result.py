@@ -248,6 +248,21 @@ class SweepResult(JsonResult):
                 f"{sum(self.diverged)} diverged; {self._halving_note()}engine {self.engine}"
                 + (f" ({TOP_NOTE})" if self.chose_the_top else ""))
 
+    def apply(self, optimizer) -> None:
+        """Set the chosen rate on ``optimizer`` as the sweep trained it: the reference group
+        (the first with ``lr > 0``) gets the rate, every other group keeps its ratio to that
+        group (frozen groups stay at 0); ``initial_lr`` too, for a scheduler built on it.
+
+        Raises:
+            ValueError: no rate was confirmed (every copy diverged).
+        """
+        from lrtune.finder.range_test import apply_lrs, reference_group
+
+        if self.chosen_lr is None:
+            raise ValueError(f"no rate to apply: {self.reason}")
+        _, ratios = reference_group(optimizer.param_groups)
+        apply_lrs(optimizer, [self.chosen_lr * ratio for ratio in ratios], "the sweep")
+
     @property
     def chose_the_top(self) -> bool:
         """Whether the chosen rate is the highest tried (of several): the best may lie above."""

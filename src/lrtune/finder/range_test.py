@@ -55,6 +55,25 @@ def reference_group(groups) -> tuple[int, list[float]]:
     return reference, [lr / lrs[reference] for lr in lrs]
 
 
+def apply_lrs(optimizer, lrs: list[float], source: str) -> None:
+    """Write ``lrs`` into ``optimizer``'s param groups, in order, and into their
+    ``initial_lr`` (what a torch scheduler built on the optimizer restarts from). ``source``
+    names the result in the error.
+
+    Raises:
+        ValueError: the optimizer has another number of param groups than ``lrs``.
+    """
+    groups = getattr(optimizer, "param_groups", None)
+    if groups is None or len(groups) != len(lrs):
+        n = "no" if groups is None else len(groups)
+        raise ValueError(f"the optimizer has {n} param group(s) but {source} has rates for "
+                         f"{len(lrs)}: apply it to an optimizer with the same groups")
+    for group, lr in zip(groups, lrs, strict=True):
+        group["lr"] = lr
+        if "initial_lr" in group:
+            group["initial_lr"] = lr
+
+
 def _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
                 accumulation_steps, val_every) -> None:
     def bad(name, value, rule):

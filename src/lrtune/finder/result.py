@@ -78,14 +78,9 @@ class FinderResult(JsonResult):
         if self.suggested_lr is None:
             raise ValueError(f"no suggestion to apply: the range test was inconclusive "
                              f"({self.reason})")
-        lrs = self.suggested_lrs or [self.suggested_lr]
-        groups = getattr(optimizer, "param_groups", None)
-        if groups is None or len(groups) != len(lrs):
-            n = "no" if groups is None else len(groups)
-            raise ValueError(f"the optimizer has {n} param group(s) but the range test ran "
-                             f"with {len(lrs)}: apply it to an optimizer with the same groups")
-        for group, lr in zip(groups, lrs, strict=True):
-            group["lr"] = lr
+        from lrtune.finder.range_test import apply_lrs
+
+        apply_lrs(optimizer, self.suggested_lrs or [self.suggested_lr], "the range test")
 
     # -- figures -------------------------------------------------------------------------
     def plot(self, ax=None, *, confirmed_lr: float | None = None):
