@@ -153,6 +153,8 @@ CLI_CASES = [
     (["find", "--halving", "off", "--out", NEW], "--halving sets the confirmation: it needs"),
     (["train", "--model", "resnet", "--out", NEW], "unknown --model 'resnet'"),
     (["train", "--dataset", "imagenet", "--out", NEW], "unknown --dataset 'imagenet'"),
+    (["train", "--dataset", "digits", "--data", "pkg.mod:data", "--out", NEW],
+     "--data 'pkg.mod:data' and --dataset 'digits' name two datasets: give one"),
     (["find", "--smooth", "2", "--out", NEW], "--smooth must be in [0, 1), got 2.0"),
     (["find", "--start-lr", "1", "--end-lr", "0.1", "--out", NEW], "--end-lr (0.1) must be"),
     # data

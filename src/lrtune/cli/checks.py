@@ -14,6 +14,7 @@ from lrtune.cli.common import UsageError
 MAX_NUM_ITERS = 1_000_000  # find: one loss per step (a longer range test is never needed)
 MAX_SCHEDULE_STEPS = 1_000_000  # schedule: the preview holds every value in memory
 MAX_CONFIRM = 64  # --confirm K: K copies of the model train at once
+DEFAULT_DATASET = "digits"  # --dataset when neither it nor --data is given (offline)
 
 
 def check_output_path(text: str, flag: str = "--out", *, folder: bool = True) -> Path:
@@ -88,7 +89,11 @@ def check_model_options(args) -> None:
     if data is not None and not is_factory(data):
         raise UsageError(f"--data {data!r}: expected pkg.module:factory (registry datasets "
                          "go to --dataset)")
+    if data is not None and args.dataset is not None:
+        raise UsageError(f"--data {data!r} and --dataset {args.dataset!r} name two datasets: "
+                         "give one")
     if data is None:
+        args.dataset = args.dataset or DEFAULT_DATASET  # None: not given (so --data may be)
         check_dataset(args.dataset, args.data_dir)
     if not is_factory(args.model) and args.model not in MODELS:
         raise UsageError(f"unknown --model {args.model!r}; choose from {', '.join(sorted(MODELS))}")

@@ -27,7 +27,7 @@ CONFIRM_FRACTION = 0.25  # as lrtune.confirmation.confirm (copied: --help must n
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that builds data, model and optimizer."""
-    p.add_argument("--dataset", default="digits", help="dataset name (default digits, offline)")
+    p.add_argument("--dataset", default=None, help="dataset name (default digits, offline)")
     p.add_argument("--data", default=None, metavar="PKG.MODULE:FACTORY",
                    help="your own data instead of --dataset: a factory returning a Splits or "
                         "(train, valid, test) (X, y) pairs or DataLoaders (called with seed= "
