@@ -269,7 +269,7 @@ def auto_lr(
     accumulation = finder_options.get("accumulation_steps", 1)
     merge = isinstance(accumulation, int) and accumulation > 1  # find_lr checks the value
     sweep_batch = batch_size * accumulation if merge else batch_size
-    if confirm and merge and not _is_pair(train):
+    if confirm and merge and not _is_tensor_pair(train):
         raise ValueError(f"accumulation_steps={accumulation}: the confirmation trains "
                          f"batches of batch_size x accumulation_steps samples, which needs "
                          "(X, y) tensors as train; pass them, or confirm=False")
@@ -378,12 +378,10 @@ def confirm_range_test(
 def _check_valid_fits(model, optimizer, loss_fn, step, valid, batch_size: int, device) -> None:
     """One batch of ``valid`` through the step (no gradients): a ValueError naming it when
     the model cannot read it (another number of features, an image of another size ...)."""
-    from lrtune.steps import StepRunner, check_batch_fits
+    from lrtune.steps import StepRunner, check_batch_fits, default_device
 
-    if device is None:
-        first = next(model.parameters(), None)
-        device = first.device if first is not None else "cpu"
-    runner = StepRunner(model, optimizer, step, loss_fn, device=device)
+    runner = StepRunner(model, optimizer, step, loss_fn,
+                        device=default_device(model) if device is None else device)
     check_batch_fits(runner, as_batches(valid, batch_size, shuffle=False), "valid data")
 
 
@@ -462,7 +460,7 @@ def rates_per_group(lr: float | None, ratios: list[float]) -> list[float] | None
     return None if lr is None else [lr * r for r in ratios]
 
 
-def _is_pair(data) -> bool:
+def _is_tensor_pair(data) -> bool:
     """Whether ``data`` is an ``(X, y)`` pair of tensors."""
     return (isinstance(data, tuple | list) and len(data) == 2
             and all(isinstance(t, torch.Tensor) for t in data))
@@ -483,7 +481,7 @@ def holdout_split(train, fraction: float, seed: int):
     """
     if not (isinstance(fraction, int | float) and 0 < fraction < 1):
         raise ValueError(f"holdout must be a fraction in (0, 1), got {fraction!r}")
-    if not _is_pair(train):
+    if not _is_tensor_pair(train):
         raise ValueError("auto_lr needs valid data for the confirmation: train is not a pair "
                          "of (X, y) tensors it could split; pass valid=... (or confirm=False)")
     X, y = train

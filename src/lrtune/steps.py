@@ -380,6 +380,33 @@ class StepRunner:
             self.scaler.load_state_dict(state)
 
 
+@contextlib.contextmanager
+def probing(model: nn.Module):
+    """Eval mode, no gradients and the RNG state kept: one look at what the model does with a
+    batch that leaves no trace (dropout draws nothing from the training stream); the model's
+    train/eval mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error keeps of torch's multi-line ones."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def default_device(model: nn.Module) -> torch.device:
+    """Where ``model`` lives: its first parameter's device (the CPU without parameters)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def check_batch_fits(runner: StepRunner, batches, what: str,
                      model: nn.Module | None = None) -> StepResult | None:
     """Run ``runner``'s step (forward and loss, no gradients) on the first batch of ``batches``
@@ -395,14 +422,9 @@ def check_batch_fits(runner: StepRunner, batches, what: str,
         ValueError: ``the {what} does not fit the model: <the first line of torch's error>``.
     """
     model = runner.model if model is None else model
-    was_training = model.training
-    model.eval()
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with probing(model):
             batch = next(iter(batches), None)
             return None if batch is None else runner.forward(batch, model=model)
     except (RuntimeError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"the {what} does not fit the model: {first}") from exc
-    finally:
-        model.train(was_training)
+        raise ValueError(f"the {what} does not fit the model: {first_line(exc)}") from exc

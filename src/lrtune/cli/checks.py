@@ -60,9 +60,10 @@ def check_device(text: str, flag: str = "--device") -> None:
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:  # AssertionError: "not compiled with CUDA"
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        from lrtune.steps import first_line
+
         raise UsageError(f"{flag} {text} is not available here (torch {torch.__version__}: "
-                         f"{reason})") from None
+                         f"{first_line(exc)})") from None
 
 
 def check_dataset(name: str, data_dir: str | None) -> None:

@@ -119,34 +119,27 @@ def check_model_fits(model, splits, loss_fn, device, data: str | None, model_spe
     Regression outputs must have the targets' shape: MSE would broadcast ``(N, 1)`` against
     ``(N,)`` into an ``(N, N)`` loss and train on it without a word.
     """
-    import torch
+    from lrtune.steps import first_line, primary_output, probing
 
     names = " and ".join(f"{o} {s!r}" for o, s in (("--data", data), ("--model", model_spec))
                          if is_factory(s))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            for name in ("train", "valid", "test"):
-                X, y = (t[:2].to(device) for t in getattr(splits, name))
-                try:
-                    out = model(X)
-                    out = out[0] if isinstance(out, tuple | list) else out
-                    if splits.task == "regression" and tuple(out.shape) != tuple(y.shape):
-                        raise ValueError(f"the model outputs shape {tuple(out.shape[1:])} per "
-                                         f"sample, the targets have {tuple(y.shape[1:])}")
-                    if splits.task == "classification" and out.dim() == 2 \
-                            and out.shape[1] < splits.n_outputs:
-                        raise ValueError(f"the model outputs {out.shape[1]} class scores, the "
-                                         f"data have {splits.n_outputs} classes")
-                    loss_fn(out, y)
-                except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise UsageError(f"{names}: the model does not fit the {name} data "
-                                     f"(inputs {X.dtype} {tuple(X.shape[1:])} per sample, "
-                                     f"targets {y.dtype}): {first}") from None
-    finally:
-        model.train(was_training)
+    with probing(model):
+        for name in ("train", "valid", "test"):
+            X, y = (t[:2].to(device) for t in getattr(splits, name))
+            try:
+                out = primary_output(model(X))
+                if splits.task == "regression" and tuple(out.shape) != tuple(y.shape):
+                    raise ValueError(f"the model outputs shape {tuple(out.shape[1:])} per "
+                                     f"sample, the targets have {tuple(y.shape[1:])}")
+                if splits.task == "classification" and out.dim() == 2 \
+                        and out.shape[1] < splits.n_outputs:
+                    raise ValueError(f"the model outputs {out.shape[1]} class scores, the "
+                                     f"data have {splits.n_outputs} classes")
+                loss_fn(out, y)
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                raise UsageError(f"{names}: the model does not fit the {name} data "
+                                 f"(inputs {X.dtype} {tuple(X.shape[1:])} per sample, "
+                                 f"targets {y.dtype}): {first_line(exc)}") from None
 
 
 def _as_pair(part, name: str, spec: str):

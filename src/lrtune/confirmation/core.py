@@ -23,7 +23,15 @@ from lrtune.confirmation.result import (
 )
 from lrtune.data.batching import as_batches, batches_per_epoch
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
-from lrtune.steps import Step, check_precision, resolve_step, run_step, target_of, to_device
+from lrtune.steps import (
+    Step,
+    check_precision,
+    probing,
+    resolve_step,
+    run_step,
+    target_of,
+    to_device,
+)
 
 
 def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, float] | None = None,
@@ -295,14 +303,8 @@ def _scheduled(candidates: list[float], lr_scale: Callable) -> Callable[[int], l
 def _probe_step(net: nn.Module, training: Training, batch):
     """One evaluation step of the model itself, to see what the step yields (output, target);
     the RNG and the train mode are left as they were."""
-    was = net.training
-    net.eval()
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            runner = training.runner(net)
-            return run_step(runner.step_fn, net, batch)
-    finally:
-        net.train(was)
+    with probing(net):
+        return run_step(training.runner(net).step_fn, net, batch)
 
 
 def _target(batch):

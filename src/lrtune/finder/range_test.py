@@ -19,7 +19,7 @@ from lrtune.finder.divergence import DivergenceTest
 from lrtune.finder.result import FinderResult
 from lrtune.finder.snapshot import Snapshot
 from lrtune.lr_free import refuse_range_test
-from lrtune.steps import Step, StepRunner, batch_size_of
+from lrtune.steps import Step, StepRunner, batch_size_of, default_device
 
 
 def lr_at(step: int, *, start_lr: float, end_lr: float, num_iters: int, mode: str) -> float:
@@ -208,10 +208,7 @@ def find_lr(
         # report a flat curve ("check that the model can learn") instead of the mistake
         raise ValueError("the optimizer holds none of the model's parameters (built on another "
                          "instance?): build it on model.parameters()")
-    if device is None:
-        first = next(model.parameters(), None)
-        device = first.device if first is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = default_device(model) if device is None else torch.device(device)
     runner = StepRunner(model, optimizer, step, loss_fn, device=device, precision=precision,
                         clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value)
 

@@ -366,10 +366,11 @@ class Trainer:
             micro += 1
             if not last_micro:
                 continue
-            step += self._optimizer_step(epoch, step + 1, window_sum / window_count, size,
+            taken = self._optimizer_step(epoch, step + 1, window_sum / window_count, size,
                                          end_hooks, batch_schedules)
-            if runner.never_finite:
+            if not taken and runner.never_finite:  # only a skipped step can make it so
                 return self._stop_never_finite(epoch, index)
+            step += taken
             micro, window_sum, window_count = 0, 0.0, 0
             if self.should_stop:
                 break
@@ -379,9 +380,9 @@ class Trainer:
             for p in runner.parameters():  # by 1/k, so rescale them to its mean, then step
                 if p.grad is not None:
                     p.grad.mul_(k / micro)
-            self._optimizer_step(epoch, step + 1, window_sum / window_count, size, end_hooks,
-                                 batch_schedules)
-            if runner.never_finite:
+            taken = self._optimizer_step(epoch, step + 1, window_sum / window_count, size,
+                                         end_hooks, batch_schedules)
+            if not taken and runner.never_finite:
                 return self._stop_never_finite(epoch, index)
         return total / count
 
