@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import statistics
 import time
 
 import torch
+from common import median_interval
 from torch import nn
 
 from lrtune.data import load_dataset
@@ -70,14 +70,6 @@ def hand_written(splits, model, opt, epochs: int, batch_size: int) -> float:
 def hand_written_again(splits, model, opt, epochs: int, batch_size: int) -> float:
     """The control: the same hand-written loop under another name and place in the order."""
     return hand_written(splits, model, opt, epochs, batch_size)
-
-
-def median_interval(ratios: list[float], resamples: int = 2000) -> tuple[float, float]:
-    """Bootstrap 95 % interval of the median of ``ratios`` (fixed seed: repeatable)."""
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios)))
-                     for _ in range(resamples))
-    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def trainer(splits, model, opt, epochs: int, batch_size: int) -> float:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import platform
+import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -240,6 +242,14 @@ def paired(contenders: dict[str, Callable[[], object]], repeats: int,
     if all(s is not None for runs in steps.values() for s in runs):
         out["steps"] = steps
     return out
+
+
+def median_interval(ratios: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95 % interval of the median of ``ratios`` (fixed seed: repeatable)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios)))
+                     for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def ratio(times: dict[str, list[float]], a: str, b: str) -> dict[str, float]:
