@@ -310,6 +310,9 @@ def test_a_schedule_is_compressed_onto_the_step_budget(plan_data):
     assert res.steps == [32] and res.settings["schedule"] == "custom"
     # confirmation step t of 32 reads the planned run's (128 steps) schedule at 4 t
     assert sorted(set(read)) == [4 * t for t in range(32)]
+    schedule.name = "linear per epoch"  # a callable's name names it (lrtune train's schedules)
+    assert confirm(plan_data, CONCLUSIVE, schedule=schedule).settings["schedule"] == \
+        "linear per epoch"
 
 
 class Stream:

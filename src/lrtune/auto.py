@@ -205,7 +205,8 @@ def auto_lr(
             (``"one_cycle"``, ``"warmup_cosine"``, ... : lrtune's
             :func:`~lrtune.schedules.presets.named_schedule` with the rate as its ``lr``,
             scaled to the run's steps), or a
-            callable ``peak_lr -> (step -> lr)`` over the planned run's steps. The
+            callable ``peak_lr -> (step -> lr)`` over the planned run's steps (its ``name``
+            attribute, if any, names it in the result and the printed line). The
             confirmation trains every candidate under it (time-compressed to its shorter
             budget) and the rate returned is the peak. Only the rate is scheduled (one-cycle's
             momentum cycle is not reproduced).
@@ -286,8 +287,7 @@ def auto_lr(
                     accumulation_steps=accumulation,
                     seed=seed, rule=rule, num_iters=num_iters, group_ratios=ratios,
                     halving=halving, choice=choice)
-    schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
-                                                else "custom")
+    schedule_name = _schedule_name(schedule, shape)
     if not confirm:  # the range test's rate stands
         lr = finder.suggested_lr
         if lr is None:
@@ -363,8 +363,7 @@ def confirm_range_test(
                                budget=budget["steps"])
     swept = sweep(model, optimizer, loss_fn, train, valid, lrs=candidates, **budget,
                   batch_size=batch_size, seed=seed, lr_scale=lr_scale, **sweep_options)
-    schedule_name = None if shape is None else (schedule if isinstance(schedule, str)
-                                                else "custom")
+    schedule_name = _schedule_name(schedule, shape)
     swept.settings.update(bracket=[lo, hi], range_test_suggestion=finder.suggested_lr,
                           range_test_verdict=finder.verdict, schedule=schedule_name,
                           planned_epochs=epochs,
@@ -493,6 +492,14 @@ def holdout_split(train, fraction: float, seed: int):
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(X.device)
     keep, held = order[n_valid:], order[:n_valid]
     return (X[keep], y[keep]), (X[held], y[held])
+
+
+def _schedule_name(schedule, shape) -> str | None:
+    """The schedule's name in results and messages: the preset's, a callable's ``name``
+    attribute (``"custom"`` without one), or None for a constant rate."""
+    if shape is None:
+        return None
+    return schedule if isinstance(schedule, str) else getattr(schedule, "name", "custom")
 
 
 def _schedule_shape(schedule) -> Callable[[float, int], Callable] | None:

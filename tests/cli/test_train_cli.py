@@ -261,3 +261,30 @@ def test_flip_needs_keypoints(tmp_path, capsys):
     code, _ = _train(tmp_path, "--augment", "flip", "--epochs", "1")
     assert code == 2
     assert "digits" in capsys.readouterr().err
+
+
+def test_lr_auto_confirms_under_trainings_own_schedule_lr_end_and_interval_included():
+    from types import SimpleNamespace
+
+    from lrtune.cli import build_parser
+    from lrtune.cli.train import _build_schedules, _confirmation_schedule
+
+    X, y = torch.randn(100, 4), torch.zeros(100, dtype=torch.long)
+    splits = SimpleNamespace(train=(X, y))  # 4 steps an epoch at batch 32
+    args = build_parser().parse_args(["train", "--lr", "auto", "--schedule", "linear",
+                                      "--lr-end", "0.001", "--epochs", "5"])
+    schedule = _confirmation_schedule(args, splits)
+    assert schedule.name == "linear per epoch"  # linear steps per epoch, as in seed 004
+    at = schedule(0.1)
+    # the rate training's own scheduler sets at each optimizer step (per epoch here)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = _build_schedules(args, opt, 0.1, n_batches=4)
+    assert scheduler.interval == "epoch"
+    trained = scheduler.schedules["lr"]
+    assert [at(t) for t in range(20)] == pytest.approx([trained(t // 4) for t in range(20)])
+    assert at(19) == pytest.approx(0.001) and at(3) == at(0) == pytest.approx(0.1)
+    per_batch = build_parser().parse_args(["train", "--lr", "auto", "--schedule", "one_cycle"])
+    assert _confirmation_schedule(per_batch, splits) == "one_cycle"  # auto_lr builds the preset
+    for constant in (["--schedule", "plateau"], []):
+        assert _confirmation_schedule(build_parser().parse_args(
+            ["train", "--lr", "auto", *constant]), splits) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -172,3 +173,17 @@ def test_choosing_the_highest_rate_tried_says_a_higher_one_may_be_better(data):
     inner = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, data, lrs=[0.05, 1e5],
                   epochs=2, batch_size=16)
     assert inner.chosen_index == 0 and not inner.chose_the_top and note not in inner.table()
+
+
+def test_a_validation_set_too_small_to_compare_rates_is_warned_about(data):
+    from lrtune.confirmation import SmallValidationWarning
+
+    X, y = data
+    small = (X[:12], y[:12])
+    with pytest.warns(SmallValidationWarning, match=r"on 12 validation samples.*30 or more"):
+        res = sweep(net(), "sgd", nn.CrossEntropyLoss(), data, small, lrs=[0.05, 0.5], steps=2)
+    assert res.settings["n_valid"] == 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallValidationWarning)
+        sweep(net(), "sgd", nn.CrossEntropyLoss(), data, (X[:30], y[:30]), lrs=[0.05, 0.5],
+              steps=2)

@@ -313,9 +313,9 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
                          accumulation_steps=args.accumulation_steps)  # the same on every rank
     answer = None  # (lr, how it was decided, the error when there is no rate)
     if distributed.is_main():
-        schedule = None if args.schedule in (None, "plateau") else args.schedule
         result = auto_lr(model, optimizer, loss_fn, splits.train, splits.valid,
-                         epochs=args.epochs, schedule=schedule, confirm=not args.no_confirm,
+                         epochs=args.epochs, schedule=_confirmation_schedule(args, splits),
+                         confirm=not args.no_confirm,
                          k=args.confirm or 8, confirm_fraction=args.confirm_fraction,
                          batch_size=args.batch_size, seed=args.seed, precision=args.precision,
                          clip_grad_norm=args.clip_grad_norm, start_lr=args.start_lr,
@@ -338,6 +338,34 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
     return float(lr), source
 
 
+def _interval_and_length(args, n_batches: int) -> tuple[str, int]:
+    """How often training steps its schedule (``"batch"`` or ``"epoch"``) and how many times."""
+    interval = args.interval or ("epoch" if args.schedule in EPOCH_SCHEDULES else "batch")
+    return interval, args.epochs * (n_batches if interval == "batch" else 1)
+
+
+def _confirmation_schedule(args, splits):
+    """The schedule ``--lr auto`` confirms under: the one training will use, ``--lr-end`` and
+    per-epoch steps included (None for a constant rate or ``plateau``, which starts constant)."""
+    name = args.schedule or "constant"
+    if name in ("constant", "plateau"):
+        return None
+    from lrtune.auto import steps_per_epoch
+    from lrtune.schedules import named_schedule
+
+    per_epoch = steps_per_epoch(splits.train, args.batch_size * args.accumulation_steps)
+    interval, total = _interval_and_length(args, per_epoch)
+    if interval == "batch" and args.lr_end is None:
+        return name  # the preset as auto_lr builds it
+
+    def schedule(peak: float):  # over the planned run's optimizer steps, as auto_lr reads it
+        lr_at = named_schedule(name, lr=peak, total_steps=total, lr_end=args.lr_end)["lr"]
+        return lr_at if interval == "batch" else (lambda step: lr_at(int(step // per_epoch)))
+
+    schedule.name = f"{name} per {interval}"
+    return schedule
+
+
 def _build_schedules(args, optimizer, lr: float, n_batches: int):
     name = args.schedule or "constant"
     if name == "constant":
@@ -349,8 +377,7 @@ def _build_schedules(args, optimizer, lr: float, n_batches: int):
                                  patience=args.plateau_patience)
     from lrtune.schedules import HyperparamScheduler, named_schedule
 
-    interval = args.interval or ("epoch" if name in EPOCH_SCHEDULES else "batch")
-    total = args.epochs * (n_batches if interval == "batch" else 1)
+    interval, total = _interval_and_length(args, n_batches)
     explicit_momentum = args.momentum or args.momentum_end is not None
     values = named_schedule(name, lr=lr, total_steps=total, lr_end=args.lr_end,
                             momentum=args.momentum if explicit_momentum else None,

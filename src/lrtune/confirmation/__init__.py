@@ -11,11 +11,12 @@ the chosen rate. ``confirm_lr(...)`` runs it inside the bracket a range test pro
 from __future__ import annotations
 
 from lrtune.confirmation.confirm import bracket_from_finder, confirm_lr
-from lrtune.confirmation.core import candidate_lrs, sweep
+from lrtune.confirmation.core import SmallValidationWarning, candidate_lrs, sweep
 from lrtune.confirmation.engines import SweepFallbackWarning
 from lrtune.confirmation.result import SweepResult, choose, default_tolerance, paired_tolerances
 
 __all__ = [
+    "SmallValidationWarning",
     "SweepFallbackWarning",
     "SweepResult",
     "bracket_from_finder",

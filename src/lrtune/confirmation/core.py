@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -32,6 +33,14 @@ from lrtune.steps import (
     target_of,
     to_device,
 )
+
+# the choice rule was measured with 30 validation samples (benchmarks/bench_confirm_noise.py);
+# below that the sweep warns that its choice is mostly noise
+MIN_VALID_SAMPLES = 30
+
+
+class SmallValidationWarning(UserWarning):
+    """The sweep compares its rates on fewer validation samples than its rule was measured on."""
 
 
 def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, float] | None = None,
@@ -233,6 +242,11 @@ def sweep(
             raise ValueError("valid data is empty: it yielded no batch")
         probe = _probe_step(net, training, valid_batches[0])
         n_valid = sum(len(_target(b)) for b in valid_batches)
+        if n_valid < MIN_VALID_SAMPLES:
+            warnings.warn(f"the sweep compares its rates on {n_valid} validation samples; its "
+                          f"choice was measured with {MIN_VALID_SAMPLES} or more, and with "
+                          "fewer it is mostly noise: pass more validation data (auto_lr: "
+                          "valid=, or a larger holdout)", SmallValidationWarning, stacklevel=2)
         metric_name = resolve_metric(metric, probe.target)
         if metric == "auto" and probe.output is None:  # a step that returns its loss only
             metric_name = "loss"
