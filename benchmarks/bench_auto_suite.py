@@ -1,5 +1,5 @@
 """``lrtune.auto_lr`` (default settings) and the plain range test against a grid search, on the
-broader suite of issue 14 (item 6): the five tasks of ``suite_tasks.py`` and the six of
+broader suite of issue 14 (item 6): the seven tasks of ``suite_tasks.py`` and the six of
 ``common.py``.
 
 Three steps, each resumable; results in ``benchmarks/results/``:

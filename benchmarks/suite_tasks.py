@@ -16,6 +16,11 @@ the pretrained network are fixed.
   signals keep the loss on a plateau for hundreds of steps; metric: test accuracy.
 - ``cliff_linear_sgd``: plain SGD on ill-conditioned least squares (a linear model,
   batch 64): the best rate sits at the edge of stability; metric: test MSE.
+
+Two more under a schedule (the rate is the peak), added later to measure the confirmation's
+bracket there: ``onecycle_mlp_sgd`` (seed 000's digits MLP, SGD momentum 0.9, one-cycle;
+test accuracy) and ``cosine_charlm_adamw`` (``charlm_adamw`` under ``warmup_cosine``; test
+cross-entropy).
 """
 
 from __future__ import annotations
@@ -90,6 +95,14 @@ TASKS: dict[str, SuiteTask] = {
         SuiteTask("cliff_linear_sgd", "illcond", "linear", "sgd", epochs=5, grid=(1e-3, 3.2),
                   batch_size=64, metric="loss",
                   note="linear least squares, ill-conditioned inputs, plain SGD"),
+        # added in the fifth session, to measure the confirmation's bracket under a schedule
+        SuiteTask("onecycle_mlp_sgd", "digits", "mlp", "sgd", epochs=6, grid=(1e-3, 3.2),
+                  momentum=0.9, schedule="one_cycle",
+                  note="digits MLP 64-300-100-10, SGD momentum 0.9, one-cycle (peak = rate)"),
+        SuiteTask("cosine_charlm_adamw", "docstrings", "charformer", "adamw", epochs=2,
+                  grid=(3.2e-4, 0.32), weight_decay=0.01, schedule="warmup_cosine",
+                  metric="loss",
+                  note="charlm_adamw's transformer and data under warmup_cosine (peak = rate)"),
     ]
 }
 
@@ -287,7 +300,7 @@ def pretrained_mlp() -> nn.Module:
 
 
 MODELS = {"charformer": CharFormer, "pretrained_mlp": pretrained_mlp, "cnn_bn": cnn_bn,
-          "tanh_deep": tanh_deep, "linear": lambda: nn.Linear(20, 1)}
+          "tanh_deep": tanh_deep, "linear": lambda: nn.Linear(20, 1), "mlp": lambda: mlp(64, 10)}
 
 
 def loss_of(task: SuiteTask):

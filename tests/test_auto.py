@@ -66,7 +66,7 @@ def test_a_conclusive_range_test_is_confirmed_by_default_saying_why(data, capsys
     assert res.lr == res.sweep.chosen_lr and res.lrs == [res.lr]
     # the one line says why: the benchmark's measurement (RESULTS.md §8)
     assert res.reason.startswith(f"{WHY_CONFIRM}; confirmed by training: ")
-    assert "2 of 11 benchmark tasks" in WHY_CONFIRM and "RESULTS.md §8" in WHY_CONFIRM
+    assert "2 of 13 benchmark tasks" in WHY_CONFIRM and "RESULTS.md §8" in WHY_CONFIRM
     assert out.startswith(f"auto_lr: {WHY_CONFIRM}: confirming 3 rates ")
     # top of the bracket: the range test's minimum; a quarter of the plan's steps: 192 rows
     # held out of 240, batch 16: 12 steps per epoch, 24 planned, 6 confirmed

@@ -2,11 +2,11 @@
 
 The range test runs first; a confirmation (K rates of the range test's bracket trained at once
 by the vectorised :func:`lrtune.sweep`, chosen by validation) follows **by default**, because
-the range test's rule alone is not reliable enough to stand: on the 11 tasks of
+the range test's rule alone is not reliable enough to stand: on the 13 tasks of
 ``benchmarks/RESULTS.md`` §8 the plain range test (``steepest``, 300 steps, a constant rate)
 met the target (within 1 accuracy point / 5 % of loss of a grid's best, on every seed) on
-2 tasks, and its conclusive answers were 1.3-45x below the best on 5 of them; with the
-confirmation ``auto_lr`` met it on 7. The one line it prints (``result.reason``) names the
+2 tasks, and its conclusive answers were 1.3-45x below the best on 5 of the first 11; with
+the confirmation ``auto_lr`` met it on 8. The one line it prints (``result.reason``) names the
 situation: an inconclusive range test (no rate to give), a schedule (the range test's rate is
 a constant-rate answer, not a peak) or that measurement. ``confirm=False`` skips the
 confirmation and returns the range test's rate (none when it is inconclusive).
@@ -38,8 +38,8 @@ from lrtune.finder.result import FinderResult
 from lrtune.result_io import FORMAT_VERSION, json_clean, write_json
 
 HOLDOUT = 0.2  # share of ``train`` held out for the confirmation when no ``valid`` is given
-WHY_CONFIRM = ("the range test's rule alone met the target on 2 of 11 benchmark tasks, "
-               "confirmed rates on 7 (RESULTS.md §8)")
+WHY_CONFIRM = ("the range test's rule alone met the target on 2 of 13 benchmark tasks, "
+               "confirmed rates on 8 (RESULTS.md §8)")
 
 
 @dataclass

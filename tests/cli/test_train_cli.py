@@ -102,7 +102,7 @@ def test_lr_auto_confirms_by_default_and_trains_a_fresh_init_at_the_rate(tmp_pat
     assert code == 0
     printed = capsys.readouterr().out
     assert "range test: suggested lr" in printed
-    assert "auto_lr: the range test's rule alone met the target on 2 of 11" in printed
+    assert "auto_lr: the range test's rule alone met the target on 2 of 13" in printed
     found = json.loads((auto / "lr_find" / "lr_find.json").read_text())
     summary = json.loads((auto / "summary.json").read_text())
     lr = summary["lr"]

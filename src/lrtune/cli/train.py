@@ -2,7 +2,7 @@
 
 With no ``--schedule`` (or ``constant``) the learning rate stays fixed. ``--lr auto`` runs
 ``lrtune.auto_lr``: the range test, then a confirmation of K rates of its bracket (measured:
-the range test's rate alone met the target on 2 of 11 benchmark tasks; ``--no-confirm``: the
+the range test's rate alone met the target on 2 of 13 benchmark tasks; ``--no-confirm``: the
 range test alone; ``--confirm K``: K rates instead of 8); the model is put back to its fresh
 initialisation and trains at that rate (the schedule's peak).
 ``--resume`` continues a run from its last checkpoint bit-for-bit.
