@@ -226,8 +226,8 @@ def auto_lr(
             ``accumulation_steps=n`` the confirmation trains batches of ``n x batch_size``
             samples (the same samples per optimizer step; ``(X, y)`` tensors only).
         engine: the sweep's engine.
-        halving, choice: the sweep's successive halving (default: on for a constant rate,
-            off under a schedule) and its choice rule (default ``"window"``: the validation
+        halving, choice: the sweep's successive halving (default: on, also under a
+            schedule) and its choice rule (default ``"window"``: the validation
             loss averaged over the last quarter of the evaluations); see :func:`lrtune.sweep`.
         verbose: print the one line saying whether and why the rate was confirmed.
         finder: a range test already run with these settings (``lrtune train --lr auto``

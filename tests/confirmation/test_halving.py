@@ -71,11 +71,12 @@ def test_the_result_reports_where_rates_stopped(data64, tmp_path):
     assert SweepResult.from_json(js) == res
 
 
-def test_auto_halves_a_constant_rate_but_not_a_schedule(data64):
+def test_auto_halves_a_constant_rate_and_a_schedule(data64):
     constant = run(data64)
     assert constant.settings["halving"]["rungs"] == [0.25, 0.5]
-    scheduled = run(data64, lr_scale=lambda t: 1.0)
-    assert scheduled.settings["halving"] is None and not any(scheduled.stopped)
+    scheduled = run(data64, lr_scale=lambda t: 1.0)  # the same rates through a schedule
+    assert scheduled.settings["halving"]["rungs"] == [0.25, 0.5]
+    assert scheduled.stopped_step == constant.stopped_step
     few = run(data64, lrs=LRS[:3], halving=True, epochs=None, steps=5)  # 3 rates: none can stop
     assert few.settings["halving"] is None and few.steps == [5]  # and no rung evaluation
 
@@ -118,6 +119,6 @@ def test_to_stop_keeps_the_guard_below_the_contenders_and_at_most_half():
 def test_bad_halving_values_are_named(data, value):
     message = "halving must be 'auto', True, False or ascending fractions of the budget"
     with pytest.raises(ValueError, match=message):
-        resolve_halving(value, scheduled=False)
+        resolve_halving(value)
     with pytest.raises(ValueError, match=message):
         run(data, halving=value)

@@ -120,8 +120,8 @@ def sweep(
     (and the same dropout masks); only the rate differs. Each copy's weights after N steps are
     those of a separate plain torch run at that rate with ``torch.manual_seed(seed)`` (same
     up to floating-point rounding). A copy whose training loss becomes non-finite stops there
-    (diverged) and cannot be chosen. With successive halving (``halving``, on by default for a
-    constant rate) a copy that is clearly worse than the best at a rung stops there too
+    (diverged) and cannot be chosen. With successive halving (``halving``, on by default) a
+    copy that is clearly worse than the best at a rung stops there too
     (``result.stopped_step``) and cannot be chosen; the others train on exactly as without it.
 
     The choice (``choice``, see :func:`lrtune.confirmation.result.choose`): by default
@@ -173,8 +173,8 @@ def sweep(
             at half of the budget, copies more than 2.8 and 2 standard errors (the noise of
             the choice) behind the best stop, at most half of the live copies per rung,
             at least 3 kept, and the rate just below the lowest contender kept. ``"auto"``
-            (default): on for a constant rate, off under ``lr_scale`` (annealing reorders
-            rates late); ``True``/``False``; or the rungs as ascending fractions in (0, 1).
+            (default) or ``True``: on, also under ``lr_scale``; ``False``; or the rungs as
+            ascending fractions in (0, 1).
         choice: how the rate is chosen: ``"window"`` (default) or ``"final"`` (see above).
 
     Returns:
@@ -210,7 +210,7 @@ def sweep(
         raise TypeError("sweep needs train and valid data")
     resolve_step(step, loss_fn)  # one clear error before anything is built
     precision = check_precision(precision)
-    plan = resolve_halving(halving, scheduled=lr_scale is not None)
+    plan = resolve_halving(halving)
     if plan is not None and len(candidates) <= plan.min_keep:
         plan = None  # nothing could stop: no rung, no extra evaluation
     if choice not in CHOICES:
