@@ -114,8 +114,8 @@ def add_confirm_arguments(p: argparse.ArgumentParser, *, with_epochs: bool = Tru
                             "their steps (twice that after an inconclusive range test)")
     p.add_argument("--halving", choices=("auto", "on", "off"), default=CONFIRM_DEFAULTS["halving"],
                    help="successive halving in the confirmation: stop rates clearly behind the "
-                        "best at a quarter and half of its budget (auto: on for a constant "
-                        "rate, off under a schedule)")
+                        "best at a quarter and half of its budget (auto, the default: on, also "
+                        "under a schedule)")
     p.add_argument("--choice", choices=("window", "final"), default=CONFIRM_DEFAULTS["choice"],
                    help="how the confirmation picks: window = mean validation loss over the "
                         "last quarter of its evaluations, final = the last evaluation's metric "
