@@ -221,3 +221,25 @@ def test_int32_and_flat_regression_targets_are_made_what_the_loss_needs(factorie
         assert main(["train", "--data", f"{factories}:{data}", "--model", f"{factories}:net",
                      "--lr", "0.01", "--epochs", "1", "--verbose", "0",
                      "--out", str(tmp_path / data)]) == 0
+
+
+def test_lrtunes_own_warnings_are_one_line_naming_the_command(factories, tmp_path, capsys):
+    import warnings
+
+    from lrtune.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # pytest's configuration makes warnings errors
+        code = main(["find", "--data", f"{factories}:regression", "--model", f"{factories}:net",
+                     "--confirm", "--epochs", "1", "--num-iters", "40",
+                     "--out", str(tmp_path / "small")])
+    assert code == 0
+    # the sweep's (15 validation samples): one line, no source file and line
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "lrtune find: warning: the sweep compares its rates on 15 validation samples")
+    from lrtune.cli import _one_line_warnings
+
+    shown = []
+    _one_line_warnings("find", lambda *a, **k: shown.append(a))("x", UserWarning, "f.py", 3)
+    assert shown == [("x", UserWarning, "f.py", 3, None, None)]  # others' warnings as before

@@ -12,6 +12,7 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 
 from lrtune.cli.common import UsageError
 
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             joined = _join_process_group(args)
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():  # restores the caller's showwarning afterwards
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return int(args.run(args) or 0)
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"lrtune {args.command}{_rank_tag()}: error: {exc}", file=sys.stderr)
         return 2
@@ -77,6 +80,20 @@ def main(argv: list[str] | None = None) -> int:
             from lrtune import distributed
 
             distributed.teardown()
+
+
+def _one_line_warnings(command: str, show):
+    """``warnings.showwarning`` for the command: lrtune's own warnings as one line,
+    ``lrtune COMMAND: warning: ...`` (no source file and line, which mean nothing to a CLI
+    user); anyone else's as ``show`` prints them."""
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.split(".")[0] != "lrtune":
+            return show(message, category, filename, lineno, file, line)
+        print(f"lrtune {command}{_rank_tag()}: warning: {message}", file=file or sys.stderr)
+        return None
+
+    return one_line
 
 
 def _rank_tag() -> str:
