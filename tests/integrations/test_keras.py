@@ -161,6 +161,32 @@ def test_own_fit_stops_at_num_iters(blobs):
     assert test.result.stop_lr == pytest.approx(0.1)
 
 
+class FixedRate(keras.callbacks.Callback):
+    """A user's per-batch schedule: sets the learning rate before every batch."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        lk._sync(self.model)
+        self.model.optimizer.learning_rate.assign(0.01)
+
+
+def test_a_rate_set_by_a_later_callback_is_refused_after_restoring(blobs):
+    x, y = blobs
+    model = mlp()
+    lk._snapshot(model)  # builds the optimizer, so that its variables can be compared
+    before = values([*model.variables, *model.optimizer.variables])
+    test = lk.LRRangeTest(1e-4, 1.0, num_iters=7)
+    with pytest.raises(ValueError, match=r"^another callback set the optimizer's learning_rate "
+                                         r"during the range test \(0\.01 instead of the sweep's "
+                                         r"0\.0001 at step 0\)"):
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[test, FixedRate()])
+    for a, b in zip(before, values([*model.variables, *model.optimizer.variables]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # before the test in the list, the test's rate wins: the sweep is the one recorded
+    probe = Probe()
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[FixedRate(), test, probe])
+    np.testing.assert_allclose(probe.lrs, test.result.train_lrs, rtol=1e-6)
+
+
 def test_dataset_input_gives_the_curve_of_the_same_arrays(blobs):
     x, y = blobs
 
@@ -212,6 +238,9 @@ def test_bad_arguments_and_data(blobs):
         lk.find_lr(mlp(), x[:0], y[:0])
     with pytest.raises(ValueError, match="not compiled"):
         lk.find_lr(keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)]), x, y)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"^model must be a Keras Model .* got Linear$"):
+        lk.find_lr(torch.nn.Linear(8, 3), x, y)
 
 
 def test_non_finite_first_loss_raises_after_restoring(blobs):

@@ -73,6 +73,9 @@ def _numpy(value) -> np.ndarray:
 
 def _check_model(model) -> None:
     """``ValueError`` (one line) when the range test cannot drive this model's training."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras Model (Sequential, functional or subclassed), "
+                        f"got {type(model).__name__}")
     optimizer = getattr(model, "optimizer", None)
     if not getattr(model, "compiled", False) or optimizer is None:
         raise ValueError("the model is not compiled: call model.compile(optimizer=..., loss=...) "
@@ -133,7 +136,10 @@ class LRRangeTest(keras.callbacks.Callback):
 
     Give ``fit`` at least ``num_iters`` batches (epochs may be any length); a ``fit`` that ends
     sooner ends the sweep there (``stop_reason="finished"``). The optimizer needs a float
-    learning rate, and the model ``steps_per_execution=1``.
+    learning rate, and the model ``steps_per_execution=1``. Put the test last in ``callbacks``:
+    a callback after it that sets the rate every batch is refused (the curve would record the
+    wrong rates), and one that sets the weights at the end of ``fit`` would undo the restore
+    (``EarlyStopping(restore_best_weights=True)``; before the test it is harmless).
 
     Args:
         start_lr, end_lr, num_iters, mode: the sweep (as in :func:`lrtune.find_lr`).
@@ -143,7 +149,8 @@ class LRRangeTest(keras.callbacks.Callback):
         restore: put the weights and the optimizer's variables back at the end of ``fit``.
 
     Raises (from ``fit``):
-        ValueError: the model or optimizer cannot be driven (one line says why).
+        ValueError: the model or optimizer cannot be driven, or another callback set the
+            learning rate during the test (one line says why; raised after restoring).
         FloatingPointError: the loss is not finite at the first step (after restoring).
     """
 
@@ -208,7 +215,16 @@ class LRRangeTest(keras.callbacks.Callback):
         loss = self._batch_loss(logs)
         step, lr = self.step_, self.lr_
         self.step_ += 1
-        if not math.isfinite(loss):
+        _sync(self.model)
+        used = float(_numpy(self.model.optimizer.learning_rate))
+        if not math.isclose(used, lr, rel_tol=1e-6):
+            # a callback after this one set the rate: the point would be recorded at the wrong lr
+            self.error_ = ValueError(
+                f"another callback set the optimizer's learning_rate during the range test "
+                f"({used:.3g} instead of the sweep's {lr:.3g} at step {step}): leave "
+                "learning-rate callbacks out of the fit that runs the test")
+            self.stop_reason_ = "error"
+        elif not math.isfinite(loss):
             if step == 0:
                 self.error_ = FloatingPointError(
                     f"the loss is {loss} at the first step (lr={lr:.3g}); lower start_lr or "
@@ -291,6 +307,7 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
         The core's :class:`~lrtune.finder.result.FinderResult`.
 
     Raises:
+        TypeError: ``model`` is not a Keras ``Model``.
         ValueError: bad arguments, an uncompiled model, ``steps_per_execution > 1``, an
             optimizer driven by a ``LearningRateSchedule``, or empty data.
         FloatingPointError: the loss is not finite at the first step.
