@@ -159,6 +159,13 @@ def test_refusals_are_one_clear_line():
         LRFinder(num_iter=10, step=None)
 
 
+def test_a_loader_given_as_the_trainer_is_named():
+    # find_lr(module, loader): the order of trainer.fit(module, loader), not find_lr's
+    with pytest.raises(TypeError, match=r"^trainer must be a lightning\.pytorch\.Trainer or None, "
+                                        r"got DataLoader \(pass the data as train_dataloaders="):
+        find_lr(Plain(), loader())
+
+
 # -- groups, restore, update_attr ---------------------------------------------------------------
 class Recording(Plain):
     """Records every param group's lr at each optimizer step."""
@@ -233,6 +240,56 @@ def test_scale_lr_follows_the_scheduler():
     np.testing.assert_allclose([g["lr"] for g in opt.param_groups], [1.0, 0.1])
 
 
+def scheduled_rates(build, lr: float, steps: int, scale_to: float | None = None):
+    """The rates ``build(optimizer, lr)``'s scheduler gives two groups (the second at a tenth)
+    over ``steps`` steps, after ``scale_lr(optimizer, scale_to, [scheduler])`` when given."""
+    opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": lr},
+                           {"params": [nn.Parameter(torch.zeros(1))], "lr": lr / 10}], lr=lr)
+    sched = build(opt, lr)
+    if scale_to is not None:
+        scale_lr(opt, scale_to, [sched])
+    rates = []
+    for _ in range(steps):
+        rates.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return np.array(rates)
+
+
+def warmup_cosine(opt, lr):
+    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[3])
+
+
+def one_cycle(opt, lr):
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, lr / 10], total_steps=10)
+
+
+def chained(opt, lr):
+    return torch.optim.lr_scheduler.ChainedScheduler(
+        [torch.optim.lr_scheduler.StepLR(opt, 2, 0.5),
+         torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)])
+
+
+@pytest.mark.parametrize("build", [warmup_cosine, one_cycle, chained])
+def test_scale_lr_is_the_schedule_built_at_the_suggestion(build):
+    """Scaling to 0.5 gives the rates of the same schedule built with lr=0.5 at every step:
+    after SequentialLR's milestone too (its cosine restarts from its own base_lrs), and with
+    OneCycleLR's peak (max_lr, not its start) at the suggestion."""
+    np.testing.assert_allclose(scheduled_rates(build, 0.02, 10, scale_to=0.5),
+                               scheduled_rates(build, 0.5, 10), rtol=1e-12)
+
+
+def test_scale_lr_with_a_frozen_first_group():
+    opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": 0.0},
+                           {"params": [nn.Parameter(torch.zeros(1))], "lr": 0.02}])
+    sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.5, total_iters=2)
+    assert scale_lr(opt, 0.1, [sched]) == pytest.approx(5.0)  # no ZeroDivisionError
+    np.testing.assert_allclose(sched.base_lrs, [0.0, 0.1])
+    np.testing.assert_allclose([g["lr"] for g in opt.param_groups], [0.0, 0.05])
+
+
 # -- inside Trainer.fit -----------------------------------------------------------------------
 class Scheduled(Plain):
     def configure_optimizers(self):
@@ -255,6 +312,19 @@ def test_callback_runs_at_fit_start_and_applies_the_suggestion():
     np.testing.assert_allclose(fit.lr_scheduler_configs[0].scheduler.base_lrs, [lr, lr / 10])
     np.testing.assert_allclose([g["initial_lr"] for g in fit.optimizers[0].param_groups],
                                [lr, lr / 10])
+
+
+def test_a_resumed_fit_keeps_the_checkpoints_rates(tmp_path):
+    first = trainer(max_steps=2)
+    first.fit(Scheduled(), loader())
+    path = tmp_path / "two.ckpt"
+    first.save_checkpoint(path)
+    saved = [g["lr"] for g in first.optimizers[0].param_groups]
+    finder = LRFinder(**SWEEP)
+    resumed = trainer(max_steps=2, callbacks=[finder])
+    resumed.fit(Scheduled(), loader(), ckpt_path=path)  # already at step 2: trains no more
+    assert finder.result_ is None  # no test on the trained weights, no rescaled schedule
+    assert [g["lr"] for g in resumed.optimizers[0].param_groups] == saved
 
 
 def test_find_lr_with_a_trainer_trains_nothing_then_fit_works(reference):

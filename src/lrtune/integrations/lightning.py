@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from lrtune import distributed
 from lrtune.finder import find_lr as core_find_lr
+from lrtune.finder.range_test import scale_lrs as scale_lr
 from lrtune.finder.result import FinderResult
 
 try:
@@ -41,7 +42,6 @@ except ImportError as err:  # pragma: no cover - exercised by a test that hides 
 __all__ = ["LRFinder", "find_lr"]
 
 log = logging.getLogger(__name__)
-_LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # what torch schedulers keep in a group
 # what the caller may pass on to lrtune.find_lr (the rest is the module's)
 _FINDER_ARGS = frozenset(inspect.signature(core_find_lr).parameters) - {
     "model", "optimizer", "loss_fn", "data", "step"}
@@ -80,11 +80,15 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
     Raises:
         ValueError: manual optimisation, not exactly one optimizer, several train
             dataloaders, or no training data.
-        TypeError: not a ``LightningModule``, or an argument ``lrtune.find_lr`` does not take.
+        TypeError: not a ``LightningModule`` or ``Trainer``, or an argument ``lrtune.find_lr``
+            does not take.
         AttributeError: ``update_attr`` and no learning-rate attribute to write.
     """
     _check_module(module)
     _check_finder_kwargs(finder_kwargs)
+    if trainer is not None and not isinstance(trainer, pl.Trainer):
+        raise TypeError(f"trainer must be a lightning.pytorch.Trainer or None, got "
+                        f"{type(trainer).__name__} (pass the data as train_dataloaders=...)")
     if update_attr:
         attr_name = lr_attr_name(module, attr_name)
     if trainer is not None:
@@ -104,10 +108,12 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
 class LRFinder(pl.Callback):
     """Run the range test at fit start, then train at the suggested rate.
 
-    The optimizer's param groups are all scaled by one factor so that the first group's rate is
-    the suggestion (their ratios are kept; the scheduler's base rates follow), and with
+    The optimizer's param groups are all scaled by one factor so that the rate the schedule is
+    built on (``initial_lr``; OneCycleLR's ``max_lr``) becomes the suggestion (the groups keep
+    their ratios, the schedulers' base rates follow: see :func:`scale_lr`), and with
     ``update_attr`` the module's ``lr``/``learning_rate`` attribute is set too. When the test
-    is inconclusive nothing is changed (logged as a warning). The result is ``result_``.
+    is inconclusive nothing is changed (logged as a warning). A fit resumed from a checkpoint
+    (``ckpt_path``) keeps the checkpoint's rates: no test runs. The result is ``result_``.
 
     Args:
         update_attr: also write the suggestion to the module's learning-rate attribute
@@ -130,6 +136,8 @@ class LRFinder(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _check_module(pl_module)
+        if trainer.ckpt_path is not None and not self._find_only:
+            return  # resumed: the checkpoint's rates are the ones the run was training at
         attr = (lr_attr_name(pl_module, self.attr_name, required=bool(self.attr_name))
                 if self.update_attr else "")
         trainer.fit_loop.setup_data()  # the train dataloader, sampler injected (DDP) as in fit
@@ -148,31 +156,6 @@ class LRFinder(pl.Callback):
             lightning_setattr(pl_module, attr, lr)
         if self._find_only:
             trainer.should_stop = True
-
-
-def scale_lr(optimizer: torch.optim.Optimizer, lr: float, schedulers: list[Any] = ()) -> float:
-    """Scale every param group so the first one's (initial) rate becomes ``lr``; return the factor.
-
-    The ratios between groups are kept, and so is the state of torch schedulers: each group's
-    ``initial_lr``/``max_lr``/``min_lr`` and each scheduler's ``base_lrs`` get the same factor.
-
-    Examples:
-        >>> net = torch.nn.Linear(2, 2)
-        >>> opt = torch.optim.SGD([{"params": [net.weight], "lr": 0.1},
-        ...                        {"params": [net.bias], "lr": 0.01}])
-        >>> round(scale_lr(opt, 0.5), 6), [round(g["lr"], 6) for g in opt.param_groups]
-        (5.0, [0.5, 0.05])
-    """
-    first = optimizer.param_groups[0]
-    factor = lr / float(first.get("initial_lr", first["lr"]))
-    for group in optimizer.param_groups:
-        for key in _LR_KEYS:
-            if isinstance(group.get(key), int | float) and not isinstance(group[key], bool):
-                group[key] *= factor
-    for scheduler in schedulers:
-        if isinstance(getattr(scheduler, "base_lrs", None), list):
-            scheduler.base_lrs = [base * factor for base in scheduler.base_lrs]
-    return factor
 
 
 def lr_attr_name(module: pl.LightningModule, attr_name: str = "", *,
