@@ -187,6 +187,107 @@ def test_a_rate_set_by_a_later_callback_is_refused_after_restoring(blobs):
     np.testing.assert_allclose(probe.lrs, test.result.train_lrs, rtol=1e-6)
 
 
+class Iterations(keras.callbacks.Callback):
+    """Counts the batches fit runs and records the optimizer's step count after each."""
+
+    def __init__(self):
+        super().__init__()
+        self.iterations = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        lk._sync(self.model)
+        self.iterations.append(int(lk._numpy(self.model.optimizer.iterations)))
+
+
+def scaled_sgd():
+    """SGD under a loss-scale optimizer whose first scale overflows float32 gradients: it skips
+    steps (halving the scale) until the scaled gradients are finite, as mixed_float16's does."""
+    return keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01), initial_scale=1e38)
+
+
+@pytest.fixture
+def large(blobs):
+    """The blobs times 10: the first 4 scales overflow their gradients (both backends)."""
+    return blobs[0] * 10, blobs[1]
+
+
+def test_steps_the_loss_scaler_skips_are_no_points(large):
+    """Skipped steps record nothing and the sweep's rate waits for them, so the curve still
+    has num_iters points at the sweep's rates."""
+    x, y = large
+    model = mlp(optimizer=scaled_sgd())
+    lk._snapshot(model)
+    before = values([*model.variables, *model.optimizer.variables])
+    probe = Iterations()
+    model.fit(x, y, batch_size=10, epochs=3, verbose=0,
+              callbacks=[probe, test := lk.LRRangeTest(1e-7, 1e-5, num_iters=8)])
+    assert len(probe.iterations) > 8 and probe.iterations[0] == 0  # the first step skipped
+    assert probe.iterations[-1] == 8  # eight steps taken, eight points
+    from lrtune.finder.range_test import lr_at
+
+    np.testing.assert_allclose(test.result.train_lrs, [lr_at(i, start_lr=1e-7, end_lr=1e-5,
+                                                             num_iters=8, mode="exp")
+                                                       for i in range(8)])
+    for a, b in zip(before, values([*model.variables, *model.optimizer.variables]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_find_lr_takes_num_iters_points_despite_skipped_steps(large):
+    x, y = large
+    result = lk.find_lr(mlp(optimizer=scaled_sgd()), x, y, batch_size=10, start_lr=1e-7,
+                        end_lr=1e-5, num_iters=8)
+    assert len(result.train_lrs) == 8 and result.stop_lr == pytest.approx(1e-5)
+
+
+class RawLoss(keras.Sequential):
+    """Keras' train step, but logging another value as ``loss`` (here the batch's loss in
+    inference mode)."""
+
+    def train_step(self, data):
+        x, y = data
+        logs = super().train_step(data)
+        loss = self.compute_loss(x, y, self(x, training=False))
+        return {**logs, "loss": keras.ops.stop_gradient(loss)}
+
+
+class Untracked(keras.Sequential):
+    """A hand-written train step (torch backend) that does not update the loss tracker."""
+
+    def train_step(self, data):
+        x, y = data
+        self.zero_grad()
+        loss = self.compute_loss(x, y, self(x, training=True))
+        loss.backward()
+        self.optimizer.apply([v.value.grad for v in self.trainable_weights],
+                             self.trainable_weights)
+        return {"loss": keras.ops.stop_gradient(loss)}
+
+
+def custom(cls):
+    keras.utils.set_random_seed(0)
+    model = cls([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                 keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="train_step's signature is the backend's")
+def test_the_loss_is_the_trackers_whatever_train_step_logs(blobs):
+    x, y = blobs
+    sweep = dict(start_lr=1e-3, end_lr=1.0, num_iters=8)
+    reference = lk.find_lr(custom(keras.Sequential), x, y, **sweep)
+    np.testing.assert_allclose(lk.find_lr(custom(RawLoss), x, y, **sweep).train_losses,
+                               reference.train_losses, rtol=1e-5)
+    model = custom(Untracked)
+    before = values(model.variables)
+    with pytest.raises(ValueError, match=r"^the train step did not update the model's 'loss' "
+                                         r"metric"):
+        lk.find_lr(model, x, y, **sweep)
+    for a, b in zip(before, values(model.variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dataset_input_gives_the_curve_of_the_same_arrays(blobs):
     x, y = blobs
 

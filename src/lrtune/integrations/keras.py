@@ -135,7 +135,9 @@ class LRRangeTest(keras.callbacks.Callback):
     the core's :class:`~lrtune.finder.result.FinderResult` in ``result``.
 
     Give ``fit`` at least ``num_iters`` batches (epochs may be any length); a ``fit`` that ends
-    sooner ends the sweep there (``stop_reason="finished"``). The optimizer needs a float
+    sooner ends the sweep there (``stop_reason="finished"``). A step that a loss-scale optimizer
+    (mixed precision) skips is not a point and the rate stays for the next batch, as in the
+    core's sweep. The optimizer needs a float
     learning rate, and the model ``steps_per_execution=1``. Put the test last in ``callbacks``:
     a callback after it that sets the rate every batch is refused (the curve would record the
     wrong rates), and one that sets the weights at the end of ``fit`` would undo the restore
@@ -179,10 +181,11 @@ class LRRangeTest(keras.callbacks.Callback):
         alpha = 2.0 / (max(1.0, self.smooth * self.num_iters) + 1.0)  # as the core's sweep
         self.monitor_ = DivergenceTest(alpha, self.diverge_factor)
         self.step_, self.lr_ = 0, self.start_lr
+        self.iterations_ = int(_numpy(self.model.optimizer.iterations))
         self.lrs_: list[float] = []
         self.losses_: list[float] = []
         self.stop_reason_: str | None = None
-        self.error_: FloatingPointError | None = None
+        self.error_: Exception | None = None
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self.seen_ = (0.0, 0.0)  # Keras resets the running mean here: (mean, weight) so far
@@ -194,18 +197,27 @@ class LRRangeTest(keras.callbacks.Callback):
         _sync(self.model)
         self.model.optimizer.learning_rate.assign(self.lr_)
 
-    def _batch_loss(self, logs) -> float:
+    def _batch_loss(self, logs) -> float | None:
         """This batch's loss from the running mean: ``(m_k W_k - m_{k-1} W_{k-1}) / w_k``, with
-        the weights ``W`` read from the loss tracker (equal weights without one)."""
-        mean = float(logs["loss"])
+        the mean and the weights ``W`` read from the loss tracker (without one, ``logs["loss"]``
+        with equal weights; a custom ``train_step`` may log another value as ``loss``); ``None``
+        when the tracker did not count this batch."""
         if self.tracker_ is None:
-            weight = self.seen_[1] + 1.0
+            mean, weight = float(logs["loss"]), self.seen_[1] + 1.0
         else:
             _sync(self.model)
+            mean = float(_numpy(self.tracker_.result()))
             weight = float(_numpy(self.tracker_.count))
         prev_mean, prev_weight = self.seen_
+        if weight <= prev_weight:
+            return None
         self.seen_ = (mean, weight)
         return (mean * weight - prev_mean * prev_weight) / (weight - prev_weight)
+
+    def _refuse(self, message: str) -> None:
+        """Stop the fit; ``on_train_end`` restores, then raises ``ValueError(message)``."""
+        self.error_ = ValueError(message)
+        self.stop_reason_ = "error"
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         if self.stop_reason_ is not None:
@@ -214,23 +226,32 @@ class LRRangeTest(keras.callbacks.Callback):
             raise ValueError("LRRangeTest needs logs['loss'] from the train step")
         loss = self._batch_loss(logs)
         step, lr = self.step_, self.lr_
-        self.step_ += 1
+        optimizer = self.model.optimizer
         _sync(self.model)
-        used = float(_numpy(self.model.optimizer.learning_rate))
-        if not math.isclose(used, lr, rel_tol=1e-6):
+        used = float(_numpy(optimizer.learning_rate))
+        iterations, previous = int(_numpy(optimizer.iterations)), self.iterations_
+        self.iterations_ = iterations
+        if loss is None:
+            self._refuse("the train step did not update the model's 'loss' metric, whose "
+                         "running mean gives each batch's loss: a custom train_step must call "
+                         "its update_state(loss), as Keras' own does")
+        elif not math.isclose(used, lr, rel_tol=1e-6):
             # a callback after this one set the rate: the point would be recorded at the wrong lr
-            self.error_ = ValueError(
-                f"another callback set the optimizer's learning_rate during the range test "
-                f"({used:.3g} instead of the sweep's {lr:.3g} at step {step}): leave "
-                "learning-rate callbacks out of the fit that runs the test")
-            self.stop_reason_ = "error"
+            self._refuse(f"another callback set the optimizer's learning_rate during the range "
+                         f"test ({used:.3g} instead of the sweep's {lr:.3g} at step {step}): "
+                         "leave learning-rate callbacks out of the fit that runs the test")
         elif not math.isfinite(loss):
+            self.step_ += 1
             if step == 0:
                 self.error_ = FloatingPointError(
                     f"the loss is {loss} at the first step (lr={lr:.3g}); lower start_lr or "
                     "check the data, the model and the loss")
             self.stop_reason_ = "non_finite"
+        elif iterations == previous:
+            pass  # a loss-scale optimizer skipped the step (gradients overflowed): no point,
+            # and the rate stays for the next batch, as in the core's sweep
         else:
+            self.step_ += 1
             self.lrs_.append(lr)
             self.losses_.append(loss)
             if self.monitor_.update(loss):
@@ -316,6 +337,8 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
     callback = LRRangeTest(start_lr, end_lr, num_iters, mode, smooth=smooth,
                            diverge_factor=diverge_factor, rule=rule, restore=restore)
     _check_model(model)
+    # one pass more than the sweep needs, for the steps a loss-scale optimizer skips (mixed
+    # precision): they are no points; the callback stops the fit after num_iters points
     fit_args: dict[str, Any] = dict(callbacks=[callback], verbose=verbose, shuffle=False)
     if _is_arrays(x):
         n = int(_leaves(x)[0].shape[0])
@@ -324,7 +347,7 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
         order = _sweep_order(n, num_iters * batch_size, shuffle=shuffle, seed=seed)
         if shuffle or len(order) != n:  # else the arrays are used as they are, uncopied
             x, y = keras.tree.map_structure(lambda a: a[order], (x, y))
-        fit_args.update(batch_size=batch_size, epochs=1)
+        fit_args.update(batch_size=batch_size, epochs=2)
         callback.settings.update(batch_size=batch_size, shuffle=shuffle, seed=seed)
     else:
         if y is not None:
@@ -338,7 +361,7 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
         if per_pass is None:
             fit_args.update(epochs=1, steps_per_epoch=num_iters)
         else:
-            fit_args.update(epochs=-(-num_iters // per_pass))
+            fit_args.update(epochs=-(-num_iters // per_pass) + 1)
     try:
         model.fit(x, y, **fit_args)
     finally:  # on_train_end restores; not when fit was interrupted (an error, Ctrl-C)
