@@ -188,7 +188,7 @@ class LRRangeTest(keras.callbacks.Callback):
         self.error_: Exception | None = None
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
-        self.seen_ = (0.0, 0.0)  # Keras resets the running mean here: (mean, weight) so far
+        self.seen_ = (0.0, 0.0)  # Keras resets the running mean here: (total, weight) so far
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self.stop_reason_ is not None:
@@ -198,21 +198,22 @@ class LRRangeTest(keras.callbacks.Callback):
         self.model.optimizer.learning_rate.assign(self.lr_)
 
     def _batch_loss(self, logs) -> float | None:
-        """This batch's loss from the running mean: ``(m_k W_k - m_{k-1} W_{k-1}) / w_k``, with
-        the mean and the weights ``W`` read from the loss tracker (without one, ``logs["loss"]``
-        with equal weights; a custom ``train_step`` may log another value as ``loss``); ``None``
-        when the tracker did not count this batch."""
+        """This batch's loss from the running mean ``M_k = T_k / W_k`` since the epoch began:
+        ``(T_k - T_{k-1}) / (W_k - W_{k-1})``, with the total ``T`` and weight ``W`` read from
+        the loss tracker, whatever a custom ``train_step`` logs as ``loss`` (without a tracker,
+        ``logs["loss"]`` with equal weights); ``None`` when the tracker did not count it."""
         if self.tracker_ is None:
-            mean, weight = float(logs["loss"]), self.seen_[1] + 1.0
+            weight = self.seen_[1] + 1.0
+            total = float(logs["loss"]) * weight
         else:
             _sync(self.model)
-            mean = float(_numpy(self.tracker_.result()))
+            total = float(_numpy(self.tracker_.total))
             weight = float(_numpy(self.tracker_.count))
-        prev_mean, prev_weight = self.seen_
+        prev_total, prev_weight = self.seen_
         if weight <= prev_weight:
             return None
-        self.seen_ = (mean, weight)
-        return (mean * weight - prev_mean * prev_weight) / (weight - prev_weight)
+        self.seen_ = (total, weight)
+        return (total - prev_total) / (weight - prev_weight)
 
     def _refuse(self, message: str) -> None:
         """Stop the fit; ``on_train_end`` restores, then raises ``ValueError(message)``."""
