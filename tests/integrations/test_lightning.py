@@ -159,6 +159,20 @@ def test_refusals_are_one_clear_line():
         LRFinder(num_iter=10, step=None)
 
 
+class NeedsTrainer(Plain):
+    def configure_optimizers(self):
+        opt = super().configure_optimizers()
+        steps = self.trainer.estimated_stepping_batches  # common with OneCycleLR
+        return [opt], [torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=steps)]
+
+
+def test_configure_optimizers_reading_the_trainer_says_to_pass_one():
+    with pytest.raises(RuntimeError, match=r"not attached to a `Trainer`.*\(configure_optimizers "
+                                           r"needs one: pass it, find_lr\(module, pl\.Trainer"):
+        find_lr(NeedsTrainer(), None, loader())
+    assert find_lr(NeedsTrainer(), trainer(max_epochs=1), loader(), **SWEEP).verdict == "ok"
+
+
 def test_a_loader_given_as_the_trainer_is_named():
     # find_lr(module, loader): the order of trainer.fit(module, loader), not find_lr's
     with pytest.raises(TypeError, match=r"^trainer must be a lightning\.pytorch\.Trainer or None, "

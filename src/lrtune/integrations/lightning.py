@@ -98,7 +98,14 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
         raise ValueError("under torch.distributed pass a Trainer (e.g. strategy='ddp') or use "
                          "the LRFinder callback: without one the gradients are not synchronised")
     data = _one_loader(_train_data(module, train_dataloaders, datamodule))
-    optimizer = _one_optimizer(module.configure_optimizers())
+    try:
+        conf = module.configure_optimizers()
+    except RuntimeError as error:  # Lightning's "not attached to a Trainer" (self.trainer read)
+        if module._trainer is not None:
+            raise
+        raise RuntimeError(f"{error} (configure_optimizers needs one: pass it, "
+                           "find_lr(module, pl.Trainer(...), loader))") from error
+    optimizer = _one_optimizer(conf)
     result = _range_test(module, module, optimizer, data, module.training_step, finder_kwargs)
     if update_attr and result.suggested_lr is not None:
         lightning_setattr(module, attr_name, result.suggested_lr)
