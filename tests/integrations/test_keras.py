@@ -432,13 +432,18 @@ def test_seed_004_per_epoch_lr_down_momentum_up(blobs):
     assert sched.values() == pytest.approx({"lr": 1e-4, "momentum": 0.999})
 
 
-def test_scheduled_momentum_reaches_the_compiled_step(blobs):
+@pytest.mark.parametrize("scaled", [False, True])
+def test_scheduled_momentum_reaches_the_compiled_step(blobs, scaled):
     """Epoch 1 with lr 0 and momentum 0: the weights cannot move — unless the train step still
-    used epoch 0's momentum (0.9) with its velocity, as a stale compiled step would."""
+    used epoch 0's momentum (0.9) with its velocity, as a stale compiled step would. Under
+    mixed precision's LossScaleOptimizer the momentum is its inner optimizer's."""
     from lrtune.schedules import constant, join
 
     x, y = blobs
-    model = mlp(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    if scaled:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=1.0)
+    model = mlp(optimizer=optimizer)
     step = {"lr": join([constant(0.1), constant(0.0)], [1]),
             "momentum": join([constant(0.9), constant(0.0)], [1])}
     probe = Probe()

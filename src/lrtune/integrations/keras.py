@@ -483,20 +483,26 @@ class HyperparamScheduler(keras.callbacks.Callback):
 
         self.schedules, self.interval = check_schedules(schedules), interval
 
-    def on_train_begin(self, logs=None) -> None:
+    def _optimizer(self):
+        """The optimizer whose hyperparameters apply: under mixed precision, the one inside the
+        ``LossScaleOptimizer`` (which shares its learning rate but has no momentum etc.)."""
         optimizer = self.model.optimizer
+        return getattr(optimizer, "inner_optimizer", optimizer)
+
+    def on_train_begin(self, logs=None) -> None:
+        optimizer = self._optimizer()
         self.targets_ = {key: _attribute(optimizer, key) for key in self.schedules}
         # JAX and TensorFlow compile Python floats into the train step; torch reads them
         self.retrace_ = keras.backend.backend() != "torch" and not self.model.run_eagerly
 
     def values(self) -> dict[str, float]:
         """``{key: value}`` in force in the optimizer now."""
-        optimizer = self.model.optimizer
+        optimizer = self._optimizer()
         return {key: float(_numpy(getattr(optimizer, name)))
                 for key, name in self.targets_.items()}
 
     def _apply(self, t: int) -> None:
-        optimizer, changed = self.model.optimizer, False
+        optimizer, changed = self._optimizer(), False
         _sync(self.model)
         for key, name in self.targets_.items():
             value = check_value(f"the schedule for {key!r} at step {t}", self.schedules[key](t))
