@@ -344,6 +344,31 @@ def test_bad_arguments_and_data(blobs):
         lk.find_lr(torch.nn.Linear(8, 3), x, y)
 
 
+class AddLoss(keras.Model):
+    """An autoencoder whose only loss is its own (add_loss): fit takes x alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.code, self.out = keras.layers.Dense(2), keras.layers.Dense(8)
+
+    def call(self, x):
+        out = self.out(self.code(x))
+        self.add_loss(keras.ops.mean((out - x) ** 2))
+        return out
+
+
+def test_arrays_without_y_as_fit_takes_them(blobs):
+    x, _ = blobs
+    keras.utils.set_random_seed(0)
+    model = AddLoss()
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    result = lk.find_lr(model, x, start_lr=1e-4, end_lr=1.0, num_iters=10)
+    assert len(result.train_losses) == 10
+    first = x[lk._sweep_order(len(x), 10 * 32, shuffle=True, seed=0)[:32]]  # the first batch
+    out = lk._numpy(model(first))  # the weights are restored: the first step's loss again
+    assert result.train_losses[0] == pytest.approx(float(np.mean((out - first) ** 2)), rel=1e-5)
+
+
 def test_non_finite_first_loss_raises_after_restoring(blobs):
     x, y = blobs
     model = mlp()

@@ -347,7 +347,8 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
             raise ValueError("x is empty: it holds no sample")
         order = _sweep_order(n, num_iters * batch_size, shuffle=shuffle, seed=seed)
         if shuffle or len(order) != n:  # else the arrays are used as they are, uncopied
-            x, y = keras.tree.map_structure(lambda a: a[order], (x, y))
+            x, y = (None if part is None else keras.tree.map_structure(lambda a: a[order], part)
+                    for part in (x, y))  # y=None: a model with its own losses (add_loss)
         fit_args.update(batch_size=batch_size, epochs=2)
         callback.settings.update(batch_size=batch_size, shuffle=shuffle, seed=seed)
     else:
