@@ -323,6 +323,16 @@ def test_callback_scales_a_sequential_schedule_past_its_warmup(tmp_path):
     assert rates.lrs == pytest.approx(expected, rel=1e-9)
 
 
+def test_a_callback_made_for_another_trainer_is_refused(tmp_path):
+    # it would sweep the training trainer's optimizer while the other one's model computes
+    # the losses: nothing the sweep steps would move, and the curve would be flat
+    other = make_trainer(tmp_path / "a")
+    trainer = make_trainer(tmp_path / "b", max_steps=2,
+                           callbacks=[LRFinderCallback(other, **SWEEP)])
+    with pytest.raises(ValueError, match=r"^this LRFinderCallback was made for another trainer"):
+        trainer.train()
+
+
 def test_keywords_the_trainer_decides_are_refused(tmp_path):
     trainer = make_trainer(tmp_path)
     with pytest.raises(TypeError, match=r"^trainer must be a transformers\.Trainer, got Bert"):

@@ -115,6 +115,10 @@ class LRFinderCallback(transformers.TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         if state.global_step > 0:  # resumed: optimizer and scheduler come from the checkpoint
             return
+        model = kwargs.get("model")
+        if model is not None and model is not self.trainer.model:
+            raise ValueError("this LRFinderCallback was made for another trainer (its model is not "
+                             "the one training): add LRFinderCallback(trainer) to that trainer")
         self.result = _range_test(self.trainer, optimizer, self.finder_kwargs)
         if self.result.suggested_lr is None:
             logger.warning("lrtune: range test inconclusive (%s); training at learning_rate=%g",
