@@ -217,6 +217,33 @@ def test_everything_restored_and_log_unpatched():
     assert "log" not in vars(module) and "log_dict" not in vars(module)
 
 
+class SlowBody(Plain):
+    """Discriminative rates: the first group (the body) at a tenth of ``self.hparams.lr``."""
+
+    def configure_optimizers(self):
+        lr = self.hparams.lr
+        return torch.optim.SGD([{"params": self.net[0].parameters(), "lr": lr / 10},
+                                {"params": self.net[2].parameters()}], lr=lr, momentum=0.9)
+
+
+def test_update_attr_gives_the_tested_rates_again():
+    """The suggestion is the first group's rate; the attribute is written so that
+    configure_optimizers builds that rate again (hparams.lr = 10x the suggestion), by find_lr
+    and by the callback."""
+    module = SlowBody()
+    lr = find_lr(module, None, loader(), update_attr=True, **SWEEP).suggested_lr
+    assert module.hparams.lr == pytest.approx(10 * lr, rel=1e-12)
+    rates = [g["lr"] for g in module.configure_optimizers().param_groups]
+    np.testing.assert_allclose(rates, [lr, 10 * lr], rtol=1e-12)
+    finder, module = LRFinder(**SWEEP), SlowBody()
+    fit = trainer(max_steps=1, callbacks=[finder])
+    fit.fit(module, loader())
+    lr = finder.result_.suggested_lr
+    assert module.hparams.lr == pytest.approx(10 * lr, rel=1e-12)
+    np.testing.assert_allclose([g["lr"] for g in fit.optimizers[0].param_groups], [lr, 10 * lr],
+                               rtol=1e-12)
+
+
 class LearningRate(Plain):
     """The rate as a plain ``learning_rate`` attribute, no ``lr`` anywhere."""
 

@@ -78,6 +78,14 @@ _GROUP_RATES = ("lr", "initial_lr", "max_lr", "min_lr")  # what torch schedulers
 _SCHEDULER_RATES = ("base_lrs", "max_lrs")  # the per-group lists they compute rates from
 
 
+def base_rate(optimizer) -> float:
+    """The reference group's base rate, what :func:`scale_lrs` sets: OneCycleLR's ``max_lr``,
+    else ``initial_lr``, else ``lr``, of the first group where it is > 0."""
+    bases = [{"lr": g.get("max_lr", g.get("initial_lr", g["lr"]))} for g in optimizer.param_groups]
+    reference, _ = reference_group(bases)
+    return float(bases[reference]["lr"])
+
+
 def scale_lrs(optimizer, lr: float, schedulers=()) -> float:
     """Make ``lr`` the reference group's base rate, with the schedule's shape kept; return the
     factor.
@@ -96,11 +104,8 @@ def scale_lrs(optimizer, lr: float, schedulers=()) -> float:
         >>> round(scale_lrs(opt, 0.5), 6), [round(g["lr"], 6) for g in opt.param_groups]
         (5.0, [0.5, 0.05])
     """
-    groups = optimizer.param_groups
-    bases = [{"lr": g.get("max_lr", g.get("initial_lr", g["lr"]))} for g in groups]
-    reference, _ = reference_group(bases)
-    factor = lr / float(bases[reference]["lr"])
-    for group in groups:
+    factor = lr / base_rate(optimizer)
+    for group in optimizer.param_groups:
         for key in _GROUP_RATES:
             if isinstance(group.get(key), int | float) and not isinstance(group[key], bool):
                 group[key] *= factor

@@ -27,13 +27,18 @@ from torch.utils.data import DataLoader
 
 from lrtune import distributed
 from lrtune.finder import find_lr as core_find_lr
+from lrtune.finder.range_test import base_rate
 from lrtune.finder.range_test import scale_lrs as scale_lr
 from lrtune.finder.result import FinderResult
 
 try:
     import lightning.pytorch as pl
     from lightning.pytorch.utilities.model_helpers import is_overridden
-    from lightning.pytorch.utilities.parsing import lightning_hasattr, lightning_setattr
+    from lightning.pytorch.utilities.parsing import (
+        lightning_getattr,
+        lightning_hasattr,
+        lightning_setattr,
+    )
     from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 except ImportError as err:  # pragma: no cover - exercised by a test that hides lightning
     raise ImportError("lrtune.integrations.lightning needs PyTorch Lightning: "
@@ -67,7 +72,8 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
             datamodule's or the module's ``train_dataloader()``.
         datamodule: a ``LightningDataModule`` (``prepare_data``/``setup("fit")`` are called).
         update_attr: write the suggestion (when there is one) to the module's learning-rate
-            attribute, as Lightning's ``lr_find(update_attr=True)`` does.
+            attribute, as Lightning's ``lr_find(update_attr=True)`` does; scaled as the groups
+            are when the first group's rate is not the attribute's (see ``_set_lr_attr``).
         attr_name: that attribute (on the module or its ``hparams``); by default ``lr`` or
             ``learning_rate``, whichever exists.
         **finder_kwargs: passed to :func:`lrtune.find_lr` (``start_lr``, ``end_lr``,
@@ -108,7 +114,7 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
     optimizer = _one_optimizer(conf)
     result = _range_test(module, module, optimizer, data, module.training_step, finder_kwargs)
     if update_attr and result.suggested_lr is not None:
-        lightning_setattr(module, attr_name, result.suggested_lr)
+        _set_lr_attr(module, attr_name, result.suggested_lr, base_rate(optimizer))
     return result
 
 
@@ -153,14 +159,14 @@ class LRFinder(pl.Callback):
         self.result_ = _range_test(pl_module, strategy.model, _one_optimizer(trainer.optimizers),
                                    _one_loader(trainer.train_dataloader), strategy.training_step,
                                    kwargs)
-        lr = self.result_.suggested_lr
+        lr, base = self.result_.suggested_lr, base_rate(trainer.optimizers[0])
         if lr is None and trainer.is_global_zero:
             log.warning("lrtune: the range test is inconclusive (%s); the learning rate is left "
                         "as configured", self.result_.reason)
         elif lr is not None and not self._find_only:
             scale_lr(trainer.optimizers[0], lr, [c.scheduler for c in trainer.lr_scheduler_configs])
         if lr is not None and self.update_attr and attr:
-            lightning_setattr(pl_module, attr, lr)
+            _set_lr_attr(pl_module, attr, lr, base)
         if self._find_only:
             trainer.should_stop = True
 
@@ -187,6 +193,16 @@ def lr_attr_name(module: pl.LightningModule, attr_name: str = "", *,
 
 
 # -- glue -------------------------------------------------------------------------------------
+def _set_lr_attr(module: pl.LightningModule, attr: str, lr: float, base: float) -> None:
+    """Write the suggestion ``lr`` for the reference group, whose rate was ``base``, to the
+    attribute ``configure_optimizers`` builds the rates from: scaled as the groups are, so that
+    a first group at a tenth of ``self.lr`` gets ``lr`` again (not a tenth of it)."""
+    old = lightning_getattr(module, attr)
+    if isinstance(old, int | float) and not isinstance(old, bool) and old > 0 and old != base:
+        lr = old * (lr / base)
+    lightning_setattr(module, attr, lr)
+
+
 def _check_module(module: Any) -> None:
     if not isinstance(module, pl.LightningModule):
         raise TypeError(f"module must be a lightning.pytorch.LightningModule, got "
