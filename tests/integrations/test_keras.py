@@ -161,6 +161,133 @@ def test_own_fit_stops_at_num_iters(blobs):
     assert test.result.stop_lr == pytest.approx(0.1)
 
 
+class FixedRate(keras.callbacks.Callback):
+    """A user's per-batch schedule: sets the learning rate before every batch."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        lk._sync(self.model)
+        self.model.optimizer.learning_rate.assign(0.01)
+
+
+def test_a_rate_set_by_a_later_callback_is_refused_after_restoring(blobs):
+    x, y = blobs
+    model = mlp()
+    lk._snapshot(model)  # builds the optimizer, so that its variables can be compared
+    before = values([*model.variables, *model.optimizer.variables])
+    test = lk.LRRangeTest(1e-4, 1.0, num_iters=7)
+    with pytest.raises(ValueError, match=r"^another callback set the optimizer's learning_rate "
+                                         r"during the range test \(0\.01 instead of the sweep's "
+                                         r"0\.0001 at step 0\)"):
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[test, FixedRate()])
+    for a, b in zip(before, values([*model.variables, *model.optimizer.variables]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # before the test in the list, the test's rate wins: the sweep is the one recorded
+    probe = Probe()
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[FixedRate(), test, probe])
+    np.testing.assert_allclose(probe.lrs, test.result.train_lrs, rtol=1e-6)
+
+
+class Iterations(keras.callbacks.Callback):
+    """Counts the batches fit runs and records the optimizer's step count after each."""
+
+    def __init__(self):
+        super().__init__()
+        self.iterations = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        lk._sync(self.model)
+        self.iterations.append(int(lk._numpy(self.model.optimizer.iterations)))
+
+
+def scaled_sgd():
+    """SGD under a loss-scale optimizer whose first scale overflows float32 gradients: it skips
+    steps (halving the scale) until the scaled gradients are finite, as mixed_float16's does."""
+    return keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01), initial_scale=1e38)
+
+
+@pytest.fixture
+def large(blobs):
+    """The blobs times 10: the first 4 scales overflow their gradients (both backends)."""
+    return blobs[0] * 10, blobs[1]
+
+
+def test_steps_the_loss_scaler_skips_are_no_points(large):
+    """Skipped steps record nothing and the sweep's rate waits for them, so the curve still
+    has num_iters points at the sweep's rates."""
+    x, y = large
+    model = mlp(optimizer=scaled_sgd())
+    lk._snapshot(model)
+    before = values([*model.variables, *model.optimizer.variables])
+    probe = Iterations()
+    model.fit(x, y, batch_size=10, epochs=3, verbose=0,
+              callbacks=[probe, test := lk.LRRangeTest(1e-7, 1e-5, num_iters=8)])
+    assert len(probe.iterations) > 8 and probe.iterations[0] == 0  # the first step skipped
+    assert probe.iterations[-1] == 8  # eight steps taken, eight points
+    from lrtune.finder.range_test import lr_at
+
+    np.testing.assert_allclose(test.result.train_lrs, [lr_at(i, start_lr=1e-7, end_lr=1e-5,
+                                                             num_iters=8, mode="exp")
+                                                       for i in range(8)])
+    for a, b in zip(before, values([*model.variables, *model.optimizer.variables]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_find_lr_takes_num_iters_points_despite_skipped_steps(large):
+    x, y = large
+    result = lk.find_lr(mlp(optimizer=scaled_sgd()), x, y, batch_size=10, start_lr=1e-7,
+                        end_lr=1e-5, num_iters=8)
+    assert len(result.train_lrs) == 8 and result.stop_lr == pytest.approx(1e-5)
+
+
+class RawLoss(keras.Sequential):
+    """Keras' train step, but logging another value as ``loss`` (here the batch's loss in
+    inference mode)."""
+
+    def train_step(self, data):
+        x, y = data
+        logs = super().train_step(data)
+        loss = self.compute_loss(x, y, self(x, training=False))
+        return {**logs, "loss": keras.ops.stop_gradient(loss)}
+
+
+class Untracked(keras.Sequential):
+    """A hand-written train step (torch backend) that does not update the loss tracker."""
+
+    def train_step(self, data):
+        x, y = data
+        self.zero_grad()
+        loss = self.compute_loss(x, y, self(x, training=True))
+        loss.backward()
+        self.optimizer.apply([v.value.grad for v in self.trainable_weights],
+                             self.trainable_weights)
+        return {"loss": keras.ops.stop_gradient(loss)}
+
+
+def custom(cls):
+    keras.utils.set_random_seed(0)
+    model = cls([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                 keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="train_step's signature is the backend's")
+def test_the_loss_is_the_trackers_whatever_train_step_logs(blobs):
+    x, y = blobs
+    sweep = dict(start_lr=1e-3, end_lr=1.0, num_iters=8)
+    reference = lk.find_lr(custom(keras.Sequential), x, y, **sweep)
+    np.testing.assert_allclose(lk.find_lr(custom(RawLoss), x, y, **sweep).train_losses,
+                               reference.train_losses, rtol=1e-5)
+    model = custom(Untracked)
+    before = values(model.variables)
+    with pytest.raises(ValueError, match=r"^the train step did not update the model's 'loss' "
+                                         r"metric"):
+        lk.find_lr(model, x, y, **sweep)
+    for a, b in zip(before, values(model.variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dataset_input_gives_the_curve_of_the_same_arrays(blobs):
     x, y = blobs
 
@@ -212,6 +339,34 @@ def test_bad_arguments_and_data(blobs):
         lk.find_lr(mlp(), x[:0], y[:0])
     with pytest.raises(ValueError, match="not compiled"):
         lk.find_lr(keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)]), x, y)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"^model must be a Keras Model .* got Linear$"):
+        lk.find_lr(torch.nn.Linear(8, 3), x, y)
+
+
+class AddLoss(keras.Model):
+    """An autoencoder whose only loss is its own (add_loss): fit takes x alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.code, self.out = keras.layers.Dense(2), keras.layers.Dense(8)
+
+    def call(self, x):
+        out = self.out(self.code(x))
+        self.add_loss(keras.ops.mean((out - x) ** 2))
+        return out
+
+
+def test_arrays_without_y_as_fit_takes_them(blobs):
+    x, _ = blobs
+    keras.utils.set_random_seed(0)
+    model = AddLoss()
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    result = lk.find_lr(model, x, start_lr=1e-4, end_lr=1.0, num_iters=10)
+    assert len(result.train_losses) == 10
+    first = x[lk._sweep_order(len(x), 10 * 32, shuffle=True, seed=0)[:32]]  # the first batch
+    out = lk._numpy(model(first))  # the weights are restored: the first step's loss again
+    assert result.train_losses[0] == pytest.approx(float(np.mean((out - first) ** 2)), rel=1e-5)
 
 
 def test_non_finite_first_loss_raises_after_restoring(blobs):
@@ -302,13 +457,18 @@ def test_seed_004_per_epoch_lr_down_momentum_up(blobs):
     assert sched.values() == pytest.approx({"lr": 1e-4, "momentum": 0.999})
 
 
-def test_scheduled_momentum_reaches_the_compiled_step(blobs):
+@pytest.mark.parametrize("scaled", [False, True])
+def test_scheduled_momentum_reaches_the_compiled_step(blobs, scaled):
     """Epoch 1 with lr 0 and momentum 0: the weights cannot move — unless the train step still
-    used epoch 0's momentum (0.9) with its velocity, as a stale compiled step would."""
+    used epoch 0's momentum (0.9) with its velocity, as a stale compiled step would. Under
+    mixed precision's LossScaleOptimizer the momentum is its inner optimizer's."""
     from lrtune.schedules import constant, join
 
     x, y = blobs
-    model = mlp(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    if scaled:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=1.0)
+    model = mlp(optimizer=optimizer)
     step = {"lr": join([constant(0.1), constant(0.0)], [1]),
             "momentum": join([constant(0.9), constant(0.0)], [1])}
     probe = Probe()

@@ -159,6 +159,27 @@ def test_refusals_are_one_clear_line():
         LRFinder(num_iter=10, step=None)
 
 
+class NeedsTrainer(Plain):
+    def configure_optimizers(self):
+        opt = super().configure_optimizers()
+        steps = self.trainer.estimated_stepping_batches  # common with OneCycleLR
+        return [opt], [torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=steps)]
+
+
+def test_configure_optimizers_reading_the_trainer_says_to_pass_one():
+    with pytest.raises(RuntimeError, match=r"not attached to a `Trainer`.*\(configure_optimizers "
+                                           r"needs one: pass it, find_lr\(module, pl\.Trainer"):
+        find_lr(NeedsTrainer(), None, loader())
+    assert find_lr(NeedsTrainer(), trainer(max_epochs=1), loader(), **SWEEP).verdict == "ok"
+
+
+def test_a_loader_given_as_the_trainer_is_named():
+    # find_lr(module, loader): the order of trainer.fit(module, loader), not find_lr's
+    with pytest.raises(TypeError, match=r"^trainer must be a lightning\.pytorch\.Trainer or None, "
+                                        r"got DataLoader \(pass the data as train_dataloaders="):
+        find_lr(Plain(), loader())
+
+
 # -- groups, restore, update_attr ---------------------------------------------------------------
 class Recording(Plain):
     """Records every param group's lr at each optimizer step."""
@@ -194,6 +215,33 @@ def test_everything_restored_and_log_unpatched():
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
     assert not module.training and torch.equal(torch.get_rng_state(), rng)
     assert "log" not in vars(module) and "log_dict" not in vars(module)
+
+
+class SlowBody(Plain):
+    """Discriminative rates: the first group (the body) at a tenth of ``self.hparams.lr``."""
+
+    def configure_optimizers(self):
+        lr = self.hparams.lr
+        return torch.optim.SGD([{"params": self.net[0].parameters(), "lr": lr / 10},
+                                {"params": self.net[2].parameters()}], lr=lr, momentum=0.9)
+
+
+def test_update_attr_gives_the_tested_rates_again():
+    """The suggestion is the first group's rate; the attribute is written so that
+    configure_optimizers builds that rate again (hparams.lr = 10x the suggestion), by find_lr
+    and by the callback."""
+    module = SlowBody()
+    lr = find_lr(module, None, loader(), update_attr=True, **SWEEP).suggested_lr
+    assert module.hparams.lr == pytest.approx(10 * lr, rel=1e-12)
+    rates = [g["lr"] for g in module.configure_optimizers().param_groups]
+    np.testing.assert_allclose(rates, [lr, 10 * lr], rtol=1e-12)
+    finder, module = LRFinder(**SWEEP), SlowBody()
+    fit = trainer(max_steps=1, callbacks=[finder])
+    fit.fit(module, loader())
+    lr = finder.result_.suggested_lr
+    assert module.hparams.lr == pytest.approx(10 * lr, rel=1e-12)
+    np.testing.assert_allclose([g["lr"] for g in fit.optimizers[0].param_groups], [lr, 10 * lr],
+                               rtol=1e-12)
 
 
 class LearningRate(Plain):
@@ -233,6 +281,56 @@ def test_scale_lr_follows_the_scheduler():
     np.testing.assert_allclose([g["lr"] for g in opt.param_groups], [1.0, 0.1])
 
 
+def scheduled_rates(build, lr: float, steps: int, scale_to: float | None = None):
+    """The rates ``build(optimizer, lr)``'s scheduler gives two groups (the second at a tenth)
+    over ``steps`` steps, after ``scale_lr(optimizer, scale_to, [scheduler])`` when given."""
+    opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": lr},
+                           {"params": [nn.Parameter(torch.zeros(1))], "lr": lr / 10}], lr=lr)
+    sched = build(opt, lr)
+    if scale_to is not None:
+        scale_lr(opt, scale_to, [sched])
+    rates = []
+    for _ in range(steps):
+        rates.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return np.array(rates)
+
+
+def warmup_cosine(opt, lr):
+    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[3])
+
+
+def one_cycle(opt, lr):
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, lr / 10], total_steps=10)
+
+
+def chained(opt, lr):
+    return torch.optim.lr_scheduler.ChainedScheduler(
+        [torch.optim.lr_scheduler.StepLR(opt, 2, 0.5),
+         torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)])
+
+
+@pytest.mark.parametrize("build", [warmup_cosine, one_cycle, chained])
+def test_scale_lr_is_the_schedule_built_at_the_suggestion(build):
+    """Scaling to 0.5 gives the rates of the same schedule built with lr=0.5 at every step:
+    after SequentialLR's milestone too (its cosine restarts from its own base_lrs), and with
+    OneCycleLR's peak (max_lr, not its start) at the suggestion."""
+    np.testing.assert_allclose(scheduled_rates(build, 0.02, 10, scale_to=0.5),
+                               scheduled_rates(build, 0.5, 10), rtol=1e-12)
+
+
+def test_scale_lr_with_a_frozen_first_group():
+    opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": 0.0},
+                           {"params": [nn.Parameter(torch.zeros(1))], "lr": 0.02}])
+    sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.5, total_iters=2)
+    assert scale_lr(opt, 0.1, [sched]) == pytest.approx(5.0)  # no ZeroDivisionError
+    np.testing.assert_allclose(sched.base_lrs, [0.0, 0.1])
+    np.testing.assert_allclose([g["lr"] for g in opt.param_groups], [0.0, 0.05])
+
+
 # -- inside Trainer.fit -----------------------------------------------------------------------
 class Scheduled(Plain):
     def configure_optimizers(self):
@@ -255,6 +353,19 @@ def test_callback_runs_at_fit_start_and_applies_the_suggestion():
     np.testing.assert_allclose(fit.lr_scheduler_configs[0].scheduler.base_lrs, [lr, lr / 10])
     np.testing.assert_allclose([g["initial_lr"] for g in fit.optimizers[0].param_groups],
                                [lr, lr / 10])
+
+
+def test_a_resumed_fit_keeps_the_checkpoints_rates(tmp_path):
+    first = trainer(max_steps=2)
+    first.fit(Scheduled(), loader())
+    path = tmp_path / "two.ckpt"
+    first.save_checkpoint(path)
+    saved = [g["lr"] for g in first.optimizers[0].param_groups]
+    finder = LRFinder(**SWEEP)
+    resumed = trainer(max_steps=2, callbacks=[finder])
+    resumed.fit(Scheduled(), loader(), ckpt_path=path)  # already at step 2: trains no more
+    assert finder.result_ is None  # no test on the trained weights, no rescaled schedule
+    assert [g["lr"] for g in resumed.optimizers[0].param_groups] == saved
 
 
 def test_find_lr_with_a_trainer_trains_nothing_then_fit_works(reference):

@@ -134,6 +134,23 @@ def test_apply_sets_the_suggestion_with_set_params_and_fit_starts_from_it(digits
     assert untouched.lr == 0.05
 
 
+def test_apply_keeps_the_ratios_of_param_groups(digits):
+    """optimizer__param_groups: a first layer at a tenth of net.lr, or frozen. The test
+    sweeps with the ratios kept; apply gives every group its own suggestion (set_params(lr=)
+    alone would give them all the first group's) and net.lr the rate of skorch's last group,
+    the one net.lr sets."""
+    X, y = digits
+    for first in (0.005, 0.0):
+        net = make_net(optimizer__param_groups=[("body.0.*", {"lr": first})])
+        result = find_lr(net, X, y, apply=True, start_lr=1e-3, end_lr=100.0, num_iters=40)
+        ratio = first / 0.05
+        assert result.suggested_lr is not None
+        expected = result.suggested_lr * (1 / ratio if ratio else 1.0)  # the last group's
+        assert net.lr == pytest.approx(expected, rel=1e-12)
+        assert [g["lr"] for g in net.optimizer_.param_groups] == pytest.approx(
+            [expected * ratio, expected], rel=1e-12)
+
+
 def test_other_inputs_go_through_the_nets_own_iterator(digits):
     X, y = digits
     net = make_net(iterator_train__batch_size=32)

@@ -285,8 +285,58 @@ def test_callback_keeps_learning_rate_when_inconclusive(tmp_path, caplog):
     assert trainer.lr_scheduler.base_lrs == [1e-3, 1e-3]
 
 
+class StepRates(transformers.TrainerCallback):
+    """Records the optimizer's rate at the start of every step."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+def warmup_cosine(optimizer):
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=2)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[2])
+
+
+def test_callback_scales_a_sequential_schedule_past_its_warmup(tmp_path):
+    """A user's SequentialLR (warmup, then cosine): every step, the warmup's and the cosine's
+    (which restarts from its own base_lrs), runs at the rate the same schedule built at the
+    suggestion gives."""
+    trainer = make_trainer(tmp_path, max_steps=6)
+    optimizer = torch.optim.SGD(trainer.model.parameters(), lr=1e-3)
+    trainer.optimizer, trainer.lr_scheduler = optimizer, warmup_cosine(optimizer)
+    callback, rates = LRFinderCallback(trainer, **SWEEP), StepRates()
+    trainer.add_callback(callback)
+    trainer.add_callback(rates)
+    trainer.train()
+    lr = callback.result.suggested_lr
+    assert lr is not None, callback.result.reason
+    reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    schedule, expected = warmup_cosine(reference), []
+    for _ in range(6):
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        schedule.step()
+    assert rates.lrs == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_callback_made_for_another_trainer_is_refused(tmp_path):
+    # it would sweep the training trainer's optimizer while the other one's model computes
+    # the losses: nothing the sweep steps would move, and the curve would be flat
+    other = make_trainer(tmp_path / "a")
+    trainer = make_trainer(tmp_path / "b", max_steps=2,
+                           callbacks=[LRFinderCallback(other, **SWEEP)])
+    with pytest.raises(ValueError, match=r"^this LRFinderCallback was made for another trainer"):
+        trainer.train()
+
+
 def test_keywords_the_trainer_decides_are_refused(tmp_path):
     trainer = make_trainer(tmp_path)
+    with pytest.raises(TypeError, match=r"^trainer must be a transformers\.Trainer, got Bert"):
+        find_lr(trainer.model)
     with pytest.raises(ValueError, match=r"^accumulation_steps is set by the trainer"):
         find_lr(trainer, accumulation_steps=2)
     with pytest.raises(ValueError, match=r"^batch_size is set by the trainer"):

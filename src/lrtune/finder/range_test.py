@@ -74,6 +74,54 @@ def apply_lrs(optimizer, lrs: list[float], source: str) -> None:
             group["initial_lr"] = lr
 
 
+_GROUP_RATES = ("lr", "initial_lr", "max_lr", "min_lr")  # what torch schedulers keep in a group
+_SCHEDULER_RATES = ("base_lrs", "max_lrs")  # the per-group lists they compute rates from
+
+
+def base_rate(optimizer) -> float:
+    """The reference group's base rate, what :func:`scale_lrs` sets: OneCycleLR's ``max_lr``,
+    else ``initial_lr``, else ``lr``, of the first group where it is > 0."""
+    bases = [{"lr": g.get("max_lr", g.get("initial_lr", g["lr"]))} for g in optimizer.param_groups]
+    reference, _ = reference_group(bases)
+    return float(bases[reference]["lr"])
+
+
+def scale_lrs(optimizer, lr: float, schedulers=()) -> float:
+    """Make ``lr`` the reference group's base rate, with the schedule's shape kept; return the
+    factor.
+
+    The base rate is what a torch scheduler builds the group's schedule on: OneCycleLR's
+    ``max_lr`` (its peak), else ``initial_lr``, else ``lr``; the reference group is the first
+    whose base rate is > 0 (frozen groups stay 0). Every group's rates (``lr``,
+    ``initial_lr``, ``max_lr``, ``min_lr``) and each scheduler's ``base_lrs``/``max_lrs``,
+    those of the schedulers inside a ``SequentialLR`` or ``ChainedScheduler`` included, are
+    multiplied by one factor: warmup and decay keep their shape, the groups their ratios.
+
+    Examples:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> opt = torch.optim.SGD([{"params": [net.weight], "lr": 0.1},
+        ...                        {"params": [net.bias], "lr": 0.01}])
+        >>> round(scale_lrs(opt, 0.5), 6), [round(g["lr"], 6) for g in opt.param_groups]
+        (5.0, [0.5, 0.05])
+    """
+    factor = lr / base_rate(optimizer)
+    for group in optimizer.param_groups:
+        for key in _GROUP_RATES:
+            if isinstance(group.get(key), int | float) and not isinstance(group[key], bool):
+                group[key] *= factor
+    pending, seen = [s for s in schedulers if s is not None], set()
+    while pending:
+        scheduler = pending.pop()
+        if id(scheduler) in seen:
+            continue
+        seen.add(id(scheduler))
+        for name in _SCHEDULER_RATES:
+            if isinstance(getattr(scheduler, name, None), list):
+                setattr(scheduler, name, [rate * factor for rate in getattr(scheduler, name)])
+        pending.extend(getattr(scheduler, "_schedulers", None) or ())  # SequentialLR, Chained…
+    return factor
+
+
 def _check_args(start_lr, end_lr, num_iters, mode, batch_size, smooth, diverge_factor,
                 accumulation_steps, val_every) -> None:
     def bad(name, value, rule):

@@ -73,6 +73,9 @@ def _numpy(value) -> np.ndarray:
 
 def _check_model(model) -> None:
     """``ValueError`` (one line) when the range test cannot drive this model's training."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras Model (Sequential, functional or subclassed), "
+                        f"got {type(model).__name__}")
     optimizer = getattr(model, "optimizer", None)
     if not getattr(model, "compiled", False) or optimizer is None:
         raise ValueError("the model is not compiled: call model.compile(optimizer=..., loss=...) "
@@ -132,8 +135,13 @@ class LRRangeTest(keras.callbacks.Callback):
     the core's :class:`~lrtune.finder.result.FinderResult` in ``result``.
 
     Give ``fit`` at least ``num_iters`` batches (epochs may be any length); a ``fit`` that ends
-    sooner ends the sweep there (``stop_reason="finished"``). The optimizer needs a float
-    learning rate, and the model ``steps_per_execution=1``.
+    sooner ends the sweep there (``stop_reason="finished"``). A step that a loss-scale optimizer
+    (mixed precision) skips is not a point and the rate stays for the next batch, as in the
+    core's sweep. The optimizer needs a float
+    learning rate, and the model ``steps_per_execution=1``. Put the test last in ``callbacks``:
+    a callback after it that sets the rate every batch is refused (the curve would record the
+    wrong rates), and one that sets the weights at the end of ``fit`` would undo the restore
+    (``EarlyStopping(restore_best_weights=True)``; before the test it is harmless).
 
     Args:
         start_lr, end_lr, num_iters, mode: the sweep (as in :func:`lrtune.find_lr`).
@@ -143,7 +151,8 @@ class LRRangeTest(keras.callbacks.Callback):
         restore: put the weights and the optimizer's variables back at the end of ``fit``.
 
     Raises (from ``fit``):
-        ValueError: the model or optimizer cannot be driven (one line says why).
+        ValueError: the model or optimizer cannot be driven, or another callback set the
+            learning rate during the test (one line says why; raised after restoring).
         FloatingPointError: the loss is not finite at the first step (after restoring).
     """
 
@@ -172,13 +181,14 @@ class LRRangeTest(keras.callbacks.Callback):
         alpha = 2.0 / (max(1.0, self.smooth * self.num_iters) + 1.0)  # as the core's sweep
         self.monitor_ = DivergenceTest(alpha, self.diverge_factor)
         self.step_, self.lr_ = 0, self.start_lr
+        self.iterations_ = int(_numpy(self.model.optimizer.iterations))
         self.lrs_: list[float] = []
         self.losses_: list[float] = []
         self.stop_reason_: str | None = None
-        self.error_: FloatingPointError | None = None
+        self.error_: Exception | None = None
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
-        self.seen_ = (0.0, 0.0)  # Keras resets the running mean here: (mean, weight) so far
+        self.seen_ = (0.0, 0.0)  # Keras resets the running mean here: (total, weight) so far
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self.stop_reason_ is not None:
@@ -187,18 +197,28 @@ class LRRangeTest(keras.callbacks.Callback):
         _sync(self.model)
         self.model.optimizer.learning_rate.assign(self.lr_)
 
-    def _batch_loss(self, logs) -> float:
-        """This batch's loss from the running mean: ``(m_k W_k - m_{k-1} W_{k-1}) / w_k``, with
-        the weights ``W`` read from the loss tracker (equal weights without one)."""
-        mean = float(logs["loss"])
+    def _batch_loss(self, logs) -> float | None:
+        """This batch's loss from the running mean ``M_k = T_k / W_k`` since the epoch began:
+        ``(T_k - T_{k-1}) / (W_k - W_{k-1})``, with the total ``T`` and weight ``W`` read from
+        the loss tracker, whatever a custom ``train_step`` logs as ``loss`` (without a tracker,
+        ``logs["loss"]`` with equal weights); ``None`` when the tracker did not count it."""
         if self.tracker_ is None:
             weight = self.seen_[1] + 1.0
+            total = float(logs["loss"]) * weight
         else:
             _sync(self.model)
+            total = float(_numpy(self.tracker_.total))
             weight = float(_numpy(self.tracker_.count))
-        prev_mean, prev_weight = self.seen_
-        self.seen_ = (mean, weight)
-        return (mean * weight - prev_mean * prev_weight) / (weight - prev_weight)
+        prev_total, prev_weight = self.seen_
+        if weight <= prev_weight:
+            return None
+        self.seen_ = (total, weight)
+        return (total - prev_total) / (weight - prev_weight)
+
+    def _refuse(self, message: str) -> None:
+        """Stop the fit; ``on_train_end`` restores, then raises ``ValueError(message)``."""
+        self.error_ = ValueError(message)
+        self.stop_reason_ = "error"
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         if self.stop_reason_ is not None:
@@ -207,14 +227,32 @@ class LRRangeTest(keras.callbacks.Callback):
             raise ValueError("LRRangeTest needs logs['loss'] from the train step")
         loss = self._batch_loss(logs)
         step, lr = self.step_, self.lr_
-        self.step_ += 1
-        if not math.isfinite(loss):
+        optimizer = self.model.optimizer
+        _sync(self.model)
+        used = float(_numpy(optimizer.learning_rate))
+        iterations, previous = int(_numpy(optimizer.iterations)), self.iterations_
+        self.iterations_ = iterations
+        if loss is None:
+            self._refuse("the train step did not update the model's 'loss' metric, whose "
+                         "running mean gives each batch's loss: a custom train_step must call "
+                         "its update_state(loss), as Keras' own does")
+        elif not math.isclose(used, lr, rel_tol=1e-6):
+            # a callback after this one set the rate: the point would be recorded at the wrong lr
+            self._refuse(f"another callback set the optimizer's learning_rate during the range "
+                         f"test ({used:.3g} instead of the sweep's {lr:.3g} at step {step}): "
+                         "leave learning-rate callbacks out of the fit that runs the test")
+        elif not math.isfinite(loss):
+            self.step_ += 1
             if step == 0:
                 self.error_ = FloatingPointError(
                     f"the loss is {loss} at the first step (lr={lr:.3g}); lower start_lr or "
                     "check the data, the model and the loss")
             self.stop_reason_ = "non_finite"
+        elif iterations == previous:
+            pass  # a loss-scale optimizer skipped the step (gradients overflowed): no point,
+            # and the rate stays for the next batch, as in the core's sweep
         else:
+            self.step_ += 1
             self.lrs_.append(lr)
             self.losses_.append(loss)
             if self.monitor_.update(loss):
@@ -291,6 +329,7 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
         The core's :class:`~lrtune.finder.result.FinderResult`.
 
     Raises:
+        TypeError: ``model`` is not a Keras ``Model``.
         ValueError: bad arguments, an uncompiled model, ``steps_per_execution > 1``, an
             optimizer driven by a ``LearningRateSchedule``, or empty data.
         FloatingPointError: the loss is not finite at the first step.
@@ -299,6 +338,8 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
     callback = LRRangeTest(start_lr, end_lr, num_iters, mode, smooth=smooth,
                            diverge_factor=diverge_factor, rule=rule, restore=restore)
     _check_model(model)
+    # one pass more than the sweep needs, for the steps a loss-scale optimizer skips (mixed
+    # precision): they are no points; the callback stops the fit after num_iters points
     fit_args: dict[str, Any] = dict(callbacks=[callback], verbose=verbose, shuffle=False)
     if _is_arrays(x):
         n = int(_leaves(x)[0].shape[0])
@@ -306,8 +347,9 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
             raise ValueError("x is empty: it holds no sample")
         order = _sweep_order(n, num_iters * batch_size, shuffle=shuffle, seed=seed)
         if shuffle or len(order) != n:  # else the arrays are used as they are, uncopied
-            x, y = keras.tree.map_structure(lambda a: a[order], (x, y))
-        fit_args.update(batch_size=batch_size, epochs=1)
+            x, y = (None if part is None else keras.tree.map_structure(lambda a: a[order], part)
+                    for part in (x, y))  # y=None: a model with its own losses (add_loss)
+        fit_args.update(batch_size=batch_size, epochs=2)
         callback.settings.update(batch_size=batch_size, shuffle=shuffle, seed=seed)
     else:
         if y is not None:
@@ -321,7 +363,7 @@ def find_lr(model, x, y=None, *, batch_size: int = 32, start_lr: float = 1e-7,
         if per_pass is None:
             fit_args.update(epochs=1, steps_per_epoch=num_iters)
         else:
-            fit_args.update(epochs=-(-num_iters // per_pass))
+            fit_args.update(epochs=-(-num_iters // per_pass) + 1)
     try:
         model.fit(x, y, **fit_args)
     finally:  # on_train_end restores; not when fit was interrupted (an error, Ctrl-C)
@@ -442,20 +484,26 @@ class HyperparamScheduler(keras.callbacks.Callback):
 
         self.schedules, self.interval = check_schedules(schedules), interval
 
-    def on_train_begin(self, logs=None) -> None:
+    def _optimizer(self):
+        """The optimizer whose hyperparameters apply: under mixed precision, the one inside the
+        ``LossScaleOptimizer`` (which shares its learning rate but has no momentum etc.)."""
         optimizer = self.model.optimizer
+        return getattr(optimizer, "inner_optimizer", optimizer)
+
+    def on_train_begin(self, logs=None) -> None:
+        optimizer = self._optimizer()
         self.targets_ = {key: _attribute(optimizer, key) for key in self.schedules}
         # JAX and TensorFlow compile Python floats into the train step; torch reads them
         self.retrace_ = keras.backend.backend() != "torch" and not self.model.run_eagerly
 
     def values(self) -> dict[str, float]:
         """``{key: value}`` in force in the optimizer now."""
-        optimizer = self.model.optimizer
+        optimizer = self._optimizer()
         return {key: float(_numpy(getattr(optimizer, name)))
                 for key, name in self.targets_.items()}
 
     def _apply(self, t: int) -> None:
-        optimizer, changed = self.model.optimizer, False
+        optimizer, changed = self._optimizer(), False
         _sync(self.model)
         for key, name in self.targets_.items():
             value = check_value(f"the schedule for {key!r} at step {t}", self.schedules[key](t))

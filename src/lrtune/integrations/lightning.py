@@ -27,12 +27,18 @@ from torch.utils.data import DataLoader
 
 from lrtune import distributed
 from lrtune.finder import find_lr as core_find_lr
+from lrtune.finder.range_test import base_rate
+from lrtune.finder.range_test import scale_lrs as scale_lr
 from lrtune.finder.result import FinderResult
 
 try:
     import lightning.pytorch as pl
     from lightning.pytorch.utilities.model_helpers import is_overridden
-    from lightning.pytorch.utilities.parsing import lightning_hasattr, lightning_setattr
+    from lightning.pytorch.utilities.parsing import (
+        lightning_getattr,
+        lightning_hasattr,
+        lightning_setattr,
+    )
     from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 except ImportError as err:  # pragma: no cover - exercised by a test that hides lightning
     raise ImportError("lrtune.integrations.lightning needs PyTorch Lightning: "
@@ -41,7 +47,6 @@ except ImportError as err:  # pragma: no cover - exercised by a test that hides 
 __all__ = ["LRFinder", "find_lr"]
 
 log = logging.getLogger(__name__)
-_LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # what torch schedulers keep in a group
 # what the caller may pass on to lrtune.find_lr (the rest is the module's)
 _FINDER_ARGS = frozenset(inspect.signature(core_find_lr).parameters) - {
     "model", "optimizer", "loss_fn", "data", "step"}
@@ -67,7 +72,8 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
             datamodule's or the module's ``train_dataloader()``.
         datamodule: a ``LightningDataModule`` (``prepare_data``/``setup("fit")`` are called).
         update_attr: write the suggestion (when there is one) to the module's learning-rate
-            attribute, as Lightning's ``lr_find(update_attr=True)`` does.
+            attribute, as Lightning's ``lr_find(update_attr=True)`` does; scaled as the groups
+            are when the first group's rate is not the attribute's (see ``_set_lr_attr``).
         attr_name: that attribute (on the module or its ``hparams``); by default ``lr`` or
             ``learning_rate``, whichever exists.
         **finder_kwargs: passed to :func:`lrtune.find_lr` (``start_lr``, ``end_lr``,
@@ -80,11 +86,15 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
     Raises:
         ValueError: manual optimisation, not exactly one optimizer, several train
             dataloaders, or no training data.
-        TypeError: not a ``LightningModule``, or an argument ``lrtune.find_lr`` does not take.
+        TypeError: not a ``LightningModule`` or ``Trainer``, or an argument ``lrtune.find_lr``
+            does not take.
         AttributeError: ``update_attr`` and no learning-rate attribute to write.
     """
     _check_module(module)
     _check_finder_kwargs(finder_kwargs)
+    if trainer is not None and not isinstance(trainer, pl.Trainer):
+        raise TypeError(f"trainer must be a lightning.pytorch.Trainer or None, got "
+                        f"{type(trainer).__name__} (pass the data as train_dataloaders=...)")
     if update_attr:
         attr_name = lr_attr_name(module, attr_name)
     if trainer is not None:
@@ -94,20 +104,29 @@ def find_lr(module: pl.LightningModule, trainer: pl.Trainer | None = None,
         raise ValueError("under torch.distributed pass a Trainer (e.g. strategy='ddp') or use "
                          "the LRFinder callback: without one the gradients are not synchronised")
     data = _one_loader(_train_data(module, train_dataloaders, datamodule))
-    optimizer = _one_optimizer(module.configure_optimizers())
+    try:
+        conf = module.configure_optimizers()
+    except RuntimeError as error:  # Lightning's "not attached to a Trainer" (self.trainer read)
+        if module._trainer is not None:
+            raise
+        raise RuntimeError(f"{error} (configure_optimizers needs one: pass it, "
+                           "find_lr(module, pl.Trainer(...), loader))") from error
+    optimizer = _one_optimizer(conf)
     result = _range_test(module, module, optimizer, data, module.training_step, finder_kwargs)
     if update_attr and result.suggested_lr is not None:
-        lightning_setattr(module, attr_name, result.suggested_lr)
+        _set_lr_attr(module, attr_name, result.suggested_lr, base_rate(optimizer))
     return result
 
 
 class LRFinder(pl.Callback):
     """Run the range test at fit start, then train at the suggested rate.
 
-    The optimizer's param groups are all scaled by one factor so that the first group's rate is
-    the suggestion (their ratios are kept; the scheduler's base rates follow), and with
+    The optimizer's param groups are all scaled by one factor so that the rate the schedule is
+    built on (``initial_lr``; OneCycleLR's ``max_lr``) becomes the suggestion (the groups keep
+    their ratios, the schedulers' base rates follow: see :func:`scale_lr`), and with
     ``update_attr`` the module's ``lr``/``learning_rate`` attribute is set too. When the test
-    is inconclusive nothing is changed (logged as a warning). The result is ``result_``.
+    is inconclusive nothing is changed (logged as a warning). A fit resumed from a checkpoint
+    (``ckpt_path``) keeps the checkpoint's rates: no test runs. The result is ``result_``.
 
     Args:
         update_attr: also write the suggestion to the module's learning-rate attribute
@@ -130,6 +149,8 @@ class LRFinder(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _check_module(pl_module)
+        if trainer.ckpt_path is not None and not self._find_only:
+            return  # resumed: the checkpoint's rates are the ones the run was training at
         attr = (lr_attr_name(pl_module, self.attr_name, required=bool(self.attr_name))
                 if self.update_attr else "")
         trainer.fit_loop.setup_data()  # the train dataloader, sampler injected (DDP) as in fit
@@ -138,41 +159,16 @@ class LRFinder(pl.Callback):
         self.result_ = _range_test(pl_module, strategy.model, _one_optimizer(trainer.optimizers),
                                    _one_loader(trainer.train_dataloader), strategy.training_step,
                                    kwargs)
-        lr = self.result_.suggested_lr
+        lr, base = self.result_.suggested_lr, base_rate(trainer.optimizers[0])
         if lr is None and trainer.is_global_zero:
             log.warning("lrtune: the range test is inconclusive (%s); the learning rate is left "
                         "as configured", self.result_.reason)
         elif lr is not None and not self._find_only:
             scale_lr(trainer.optimizers[0], lr, [c.scheduler for c in trainer.lr_scheduler_configs])
         if lr is not None and self.update_attr and attr:
-            lightning_setattr(pl_module, attr, lr)
+            _set_lr_attr(pl_module, attr, lr, base)
         if self._find_only:
             trainer.should_stop = True
-
-
-def scale_lr(optimizer: torch.optim.Optimizer, lr: float, schedulers: list[Any] = ()) -> float:
-    """Scale every param group so the first one's (initial) rate becomes ``lr``; return the factor.
-
-    The ratios between groups are kept, and so is the state of torch schedulers: each group's
-    ``initial_lr``/``max_lr``/``min_lr`` and each scheduler's ``base_lrs`` get the same factor.
-
-    Examples:
-        >>> net = torch.nn.Linear(2, 2)
-        >>> opt = torch.optim.SGD([{"params": [net.weight], "lr": 0.1},
-        ...                        {"params": [net.bias], "lr": 0.01}])
-        >>> round(scale_lr(opt, 0.5), 6), [round(g["lr"], 6) for g in opt.param_groups]
-        (5.0, [0.5, 0.05])
-    """
-    first = optimizer.param_groups[0]
-    factor = lr / float(first.get("initial_lr", first["lr"]))
-    for group in optimizer.param_groups:
-        for key in _LR_KEYS:
-            if isinstance(group.get(key), int | float) and not isinstance(group[key], bool):
-                group[key] *= factor
-    for scheduler in schedulers:
-        if isinstance(getattr(scheduler, "base_lrs", None), list):
-            scheduler.base_lrs = [base * factor for base in scheduler.base_lrs]
-    return factor
 
 
 def lr_attr_name(module: pl.LightningModule, attr_name: str = "", *,
@@ -197,6 +193,16 @@ def lr_attr_name(module: pl.LightningModule, attr_name: str = "", *,
 
 
 # -- glue -------------------------------------------------------------------------------------
+def _set_lr_attr(module: pl.LightningModule, attr: str, lr: float, base: float) -> None:
+    """Write the suggestion ``lr`` for the reference group, whose rate was ``base``, to the
+    attribute ``configure_optimizers`` builds the rates from: scaled as the groups are, so that
+    a first group at a tenth of ``self.lr`` gets ``lr`` again (not a tenth of it)."""
+    old = lightning_getattr(module, attr)
+    if isinstance(old, int | float) and not isinstance(old, bool) and old > 0 and old != base:
+        lr = old * (lr / base)
+    lightning_setattr(module, attr, lr)
+
+
 def _check_module(module: Any) -> None:
     if not isinstance(module, pl.LightningModule):
         raise TypeError(f"module must be a lightning.pytorch.LightningModule, got "

@@ -125,9 +125,11 @@ def find_lr(net, X, y=None, *, apply: bool = False, **finder_kwargs: Any) -> Fin
             anything else (a ``Dataset``, a dict, ``y=None``) goes through the net's own
             training iterator, ``net.get_iterator(net.get_dataset(X, y), training=True)``.
             ``val_data=(X_valid, y_valid)`` may be NumPy arrays too.
-        apply: when the test suggests a rate, set it with ``net.set_params(lr=...)`` (which
-            writes it to every param group of ``net.optimizer_`` and to ``net.lr``, the rate
-            the next ``net.fit`` starts from).
+        apply: when the test suggests a rate, set it: every param group of ``net.optimizer_``
+            gets its own suggestion (the groups keep their ratios, frozen ones stay at 0) and
+            ``net.lr`` (``net.set_params(lr=...)``) that of the group it sets, the parameters
+            no ``optimizer__param_groups`` pattern matched: the rate the next ``net.fit``
+            starts from (groups with an ``lr`` of their own start from theirs).
         **finder_kwargs: passed to :func:`lrtune.find_lr` (``start_lr``, ``end_lr``,
             ``num_iters``, ``rule``, ``val_data``, ``clip_grad_norm``, ``seed``, ...).
 
@@ -162,5 +164,10 @@ def find_lr(net, X, y=None, *, apply: bool = False, **finder_kwargs: Any) -> Fin
 
     result = _core_find_lr(parts, net.optimizer_, data=data, step=step, **finder_kwargs)
     if apply and result.suggested_lr is not None:
-        net.set_params(lr=result.suggested_lr)
+        # set_params(lr=) writes one rate to every group: the last is skorch's group of the
+        # parameters no optimizer__param_groups pattern matched, the one net.lr sets on a refit;
+        # then every group gets its own suggestion (ratios kept, frozen groups at 0)
+        lrs = result.suggested_lrs or [result.suggested_lr]
+        net.set_params(lr=lrs[-1])
+        result.apply(net.optimizer_)
     return result

@@ -31,6 +31,7 @@ except ImportError:
     ) from None
 
 from lrtune.finder.range_test import find_lr as _core_find_lr
+from lrtune.finder.range_test import scale_lrs
 from lrtune.finder.result import FinderResult
 
 __all__ = ["LRFinderCallback", "find_lr"]
@@ -72,9 +73,10 @@ def find_lr(trainer: transformers.Trainer, **finder_kwargs: Any) -> FinderResult
     ``trainer.train()`` builds its optimizer from the arguments as usual.
 
     Raises:
+        TypeError: ``trainer`` is not a ``transformers.Trainer``.
         ValueError: a keyword the trainer decides, or a multi-process run.
     """
-    _check_kwargs(finder_kwargs)
+    _check_args(trainer, finder_kwargs)
     previous = trainer.optimizer
     try:
         return _range_test(trainer, trainer.create_optimizer(), finder_kwargs)
@@ -105,7 +107,7 @@ class LRFinderCallback(transformers.TrainerCallback):
     """
 
     def __init__(self, trainer: transformers.Trainer, **finder_kwargs: Any) -> None:
-        _check_kwargs(finder_kwargs)
+        _check_args(trainer, finder_kwargs)
         self.trainer = trainer
         self.finder_kwargs = finder_kwargs
         self.result: FinderResult | None = None
@@ -113,17 +115,23 @@ class LRFinderCallback(transformers.TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         if state.global_step > 0:  # resumed: optimizer and scheduler come from the checkpoint
             return
+        model = kwargs.get("model")
+        if model is not None and model is not self.trainer.model:
+            raise ValueError("this LRFinderCallback was made for another trainer (its model is not "
+                             "the one training): add LRFinderCallback(trainer) to that trainer")
         self.result = _range_test(self.trainer, optimizer, self.finder_kwargs)
         if self.result.suggested_lr is None:
             logger.warning("lrtune: range test inconclusive (%s); training at learning_rate=%g",
                            self.result.reason, args.learning_rate)
             return
-        _rescale(_unwrap(optimizer), lr_scheduler, self.result.suggested_lr)
+        scale_lrs(_unwrap(optimizer), self.result.suggested_lr, [lr_scheduler])
         logger.info("lrtune: %s", self.result.summary())
 
 
 # -- glue ---------------------------------------------------------------------------------------
-def _check_kwargs(finder_kwargs: dict[str, Any]) -> None:
+def _check_args(trainer: Any, finder_kwargs: dict[str, Any]) -> None:
+    if not isinstance(trainer, transformers.Trainer):
+        raise TypeError(f"trainer must be a transformers.Trainer, got {type(trainer).__name__}")
     for name in finder_kwargs:
         if name in _FROM_TRAINER:
             raise ValueError(f"{name} is set by the trainer ({_FROM_TRAINER[name]}); "
@@ -177,19 +185,6 @@ def _at_base_rate(optimizer) -> Iterator[None]:
     finally:  # the groups anew: restoring the optimizer's state dict replaced them
         for g, lr in zip(optimizer.param_groups, current, strict=True):
             g["lr"] = lr
-
-
-def _rescale(optimizer, scheduler, lr: float) -> None:
-    """Make ``lr`` the first group's base rate: every group's rate, ``initial_lr`` and the
-    scheduler's ``base_lrs`` are scaled by one factor (a LambdaLR computes base_lr * factor)."""
-    groups = optimizer.param_groups
-    factor = lr / groups[0].get("initial_lr", groups[0]["lr"])
-    for g in groups:
-        g["lr"] *= factor
-        if "initial_lr" in g:
-            g["initial_lr"] *= factor
-    if hasattr(scheduler, "base_lrs"):
-        scheduler.base_lrs = [base * factor for base in scheduler.base_lrs]
 
 
 def _make_step(trainer, k: int):
