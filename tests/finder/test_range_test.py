@@ -82,6 +82,16 @@ def test_restore_is_bit_identical(blobs, make_opt):
     assert not model.training and not model[1].training
 
 
+def test_restore_puts_the_gradients_back(blobs, small_net):
+    # a loop that zeroes after optimizer.step() must not step on the sweep's last gradients
+    opt = torch.optim.SGD(small_net.parameters(), lr=0.1)
+    first, *rest = small_net.parameters()
+    first.grad = torch.full_like(first, 0.5)  # the user's own accumulated gradient
+    find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, num_iters=10)
+    assert torch.equal(first.grad, torch.full_like(first, 0.5))
+    assert all(p.grad is None for p in rest)
+
+
 def test_fresh_optimizer_state_stays_empty(blobs, small_net):
     opt = torch.optim.Adam(small_net.parameters(), lr=1e-3)
     find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, num_iters=10)

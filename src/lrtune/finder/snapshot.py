@@ -1,4 +1,4 @@
-"""One CPU copy of model, optimizer and RNG state, put back bit-for-bit."""
+"""One CPU copy of model, optimizer, gradient and RNG state, put back bit-for-bit."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ def cpu_copy(obj):
 
 
 class Snapshot:
-    """Capture now, ``restore()`` later: parameters, buffers, optimizer state, RNG, train mode.
+    """Capture now, ``restore()`` later: parameters, buffers, optimizer state, RNG, train mode
+    and the parameters' ``.grad`` (``None``, usually: a loop that zeroes its gradients after
+    ``optimizer.step()`` would otherwise add the sweep's last, diverged gradients to its first
+    step).
 
     Only one copy is held, on the CPU, whatever device the model lives on.
     """
@@ -30,6 +33,7 @@ class Snapshot:
         self.model_state = cpu_copy(model.state_dict())
         self.optimizer_state = cpu_copy(optimizer.state_dict()) if optimizer else None
         self.modes = {name: m.training for name, m in model.named_modules()}
+        self.grads = [None if p.grad is None else cpu_copy(p.grad) for p in model.parameters()]
         self.cpu_rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
@@ -39,6 +43,8 @@ class Snapshot:
             self.optimizer.load_state_dict(self.optimizer_state)
         for name, m in self.model.named_modules():
             m.training = self.modes.get(name, m.training)
+        for p, grad in zip(self.model.parameters(), self.grads, strict=True):
+            p.grad = None if grad is None else grad.to(p.device)
         torch.set_rng_state(self.cpu_rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
