@@ -251,3 +251,37 @@ def test_plateau_missing_metric_names_the_monitor():
     plateau = ReduceLROnPlateau(sgd(), monitor="valid_acc", mode="max")
     with pytest.raises(ValueError, match="monitor 'valid_acc' is not in the logs"):
         plateau.step({"valid_loss": 1.0})
+
+
+def test_a_schedule_over_groups_with_different_rates_warns_and_names_the_scales():
+    a, b, c = (torch.zeros(2, requires_grad=True) for _ in range(3))
+    opt = torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.01},
+                           {"params": [c], "lr": 0.1}], lr=0.1)
+    with pytest.warns(UserWarning, match=r"lr \[0.0, 0.01, 0.1\].*frozen.*"
+                                         r"group_scales=\{'lr': \[0.0, 1.0, 10.0\]\}"):
+        HyperparamScheduler(opt, {"lr": constant(0.5)})
+    with pytest.warns(UserWarning, match="group_scales"):
+        ReduceLROnPlateau(opt, schedule=constant(0.5))
+    # with the scales, or over groups that agree, nothing to say
+    HyperparamScheduler(opt, {"lr": constant(0.5)}, group_scales={"lr": [0.0, 1.0, 10.0]})
+    HyperparamScheduler(two_groups(momentum=0.9), {"lr": constant(0.5)})
+    ReduceLROnPlateau(opt)  # no schedule: each group keeps its own base value
+
+
+def test_plateau_floor_leaves_a_frozen_group_at_zero():
+    # torch's ReduceLROnPlateau never raises a rate to min_lr; a frozen group must not train
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.1}], lr=0.1)
+    ref_opt = torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.1}], lr=0.1)
+    ours = ReduceLROnPlateau(opt, factor=0.5, patience=0, min_value=1e-3)
+    ref = tls.ReduceLROnPlateau(ref_opt, factor=0.5, patience=0, min_lr=1e-3)
+    for loss in (1.0, 1.0, 1.0, 1.0):
+        ours.step({"valid_loss": loss})
+        ref.step(loss)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx(
+            [g["lr"] for g in ref_opt.param_groups])
+    assert opt.param_groups[0]["lr"] == 0.0
+    scaled = ReduceLROnPlateau(opt, schedule=constant(0.1), group_scales=[0.0, 1.0],
+                               min_value=1e-3)
+    scaled.apply()
+    assert opt.param_groups[0]["lr"] == 0.0
