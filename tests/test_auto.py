@@ -204,6 +204,23 @@ def test_a_valid_set_the_model_cannot_read_fails_before_the_range_test(data, mon
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
+    ({"choice": "best"}, "choice must be one of window, final, got 'best'"),
+    ({"engine": "fast"}, "engine must be one of auto, batched, vmap, sequential"),
+    ({"halving": "off"}, "halving must be 'auto', True, False")])
+def test_bad_sweep_options_fail_before_the_range_test(data, monkeypatch, kwargs, message):
+    # they were read by the confirmation only, after a range test of seconds to minutes
+    import lrtune.finder as finder
+
+    def no_range_test(*args, **kwargs):
+        raise AssertionError("the range test ran before the sweep's options were checked")
+
+    monkeypatch.setattr(finder, "find_lr", no_range_test)
+    m, o = make()
+    with pytest.raises(ValueError, match=message):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=1, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
     ({"confirm": "yes"}, "confirm must be True or False"),
     ({"confirm": "auto"}, "confirm must be True or False"), ({"epochs": 0}, "epochs must be"),
     ({"schedule": "wiggly"}, "unknown schedule"), ({"confirm_fraction": 2}, "confirm_fraction"),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from lrtune.confirmation.engines import Training, make_engine
+from lrtune.confirmation.engines import ENGINES, Training, make_engine
 from lrtune.confirmation.halving import Halving, resolve_halving, to_stop
 from lrtune.confirmation.losses import correct_counts, correct_rows, resolve_metric
 from lrtune.confirmation.optim import layout_of, optim_spec
@@ -77,6 +77,17 @@ def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, floa
 
 
 @contextlib.contextmanager
+def check_sweep_options(engine: str, halving, choice: str, *, scheduled: bool) -> Halving | None:
+    """Check the sweep's ``engine``, ``halving`` and ``choice`` (a ``ValueError`` naming the
+    bad one, before anything trains: ``auto_lr`` calls it before its range test); return the
+    halving plan."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if choice not in CHOICES:
+        raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
+    return resolve_halving(halving, scheduled=scheduled)
+
+
 def _seeded(seed: int, device: torch.device):
     """Seed torch's global RNG inside, and leave the caller's RNG state as it was."""
     devices = [device] if device.type == "cuda" else []
@@ -210,11 +221,9 @@ def sweep(
         raise TypeError("sweep needs train and valid data")
     resolve_step(step, loss_fn)  # one clear error before anything is built
     precision = check_precision(precision)
-    plan = resolve_halving(halving, scheduled=lr_scale is not None)
+    plan = check_sweep_options(engine, halving, choice, scheduled=lr_scale is not None)
     if plan is not None and len(candidates) <= plan.min_keep:
         plan = None  # nothing could stop: no rung, no extra evaluation
-    if choice not in CHOICES:
-        raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
