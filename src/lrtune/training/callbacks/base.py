@@ -132,6 +132,14 @@ def construction_mode(mode: str, monitor: str) -> str | None:
     return resolve_mode(mode, monitor)
 
 
+def check_monitor_has_data(trainer, monitor: str, owner: str) -> None:
+    """At train begin: a ``valid_*`` monitor needs validation data, else ``fit`` would fail
+    only at the end of the first epoch (a ValueError naming ``owner`` and the monitor)."""
+    if monitor.startswith("valid_") and getattr(trainer, "valid_batches", True) is None:
+        raise ValueError(f"{owner} monitors {monitor!r}, but fit() got no validation data; "
+                         "pass valid data to fit() or monitor a train_ value")
+
+
 def monitored_value(logs: dict[str, Any], monitor: str, owner: str) -> float:
     """``logs[monitor]`` as a float, or a ValueError that lists what the logs do hold."""
     if monitor not in logs or logs[monitor] is None:
