@@ -76,7 +76,6 @@ def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, floa
     return [float(f"{lo * math.exp(ratio * i):.6g}") for i in range(k)]
 
 
-@contextlib.contextmanager
 def check_sweep_options(engine: str, halving, choice: str, *, scheduled: bool) -> Halving | None:
     """Check the sweep's ``engine``, ``halving`` and ``choice`` (a ``ValueError`` naming the
     bad one, before anything trains: ``auto_lr`` calls it before its range test); return the
@@ -88,6 +87,7 @@ def check_sweep_options(engine: str, halving, choice: str, *, scheduled: bool) -
     return resolve_halving(halving, scheduled=scheduled)
 
 
+@contextlib.contextmanager
 def _seeded(seed: int, device: torch.device):
     """Seed torch's global RNG inside, and leave the caller's RNG state as it was."""
     devices = [device] if device.type == "cuda" else []
