@@ -296,7 +296,60 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
     inconclusive or known to be unreliable here). Under torchrun the range test runs on every
     rank (DDP), the decision and any confirmation on rank 0, which sends the rate to the others.
     Returns the rate and how it was decided. The model and the
-    optimizer are left at their fresh initial state."""
+    optimizer are left at their fresh initial state. Both search at the momentum the schedule
+    puts at its rate's peak (:func:`_momentum_at_peak`), when it moves momentum."""
+    from lrtune import distributed
+
+    momentum = _momentum_at_peak(args, splits)
+    if momentum is None:
+        return _search(args, splits, model, net, optimizer, loss_fn, device, out)
+    from lrtune.schedules.hyperparams import get_hyperparam, set_hyperparam
+
+    groups = optimizer.param_groups
+    own = [get_hyperparam(g, "momentum") for g in groups]
+    if args.verbose and distributed.is_main():
+        print(f"--lr auto: searching at momentum {momentum:.3g}, where the {args.schedule} "
+              f"schedule puts it at its rate's peak (the optimizer has {own[0]:.3g})")
+    for group in groups:
+        set_hyperparam(group, "momentum", momentum)
+    try:
+        return _search(args, splits, model, net, optimizer, loss_fn, device, out)
+    finally:
+        for group, value in zip(groups, own, strict=True):
+            set_hyperparam(group, "momentum", value)
+
+
+def _momentum_at_peak(args, splits) -> float | None:
+    """The momentum training's schedule sets at its rate's peak, when that schedule moves
+    momentum away from the optimizer's own (``one_cycle`` and ``cyclic`` do by default, with
+    torch's 0.85-0.95 and 0.8-0.9): the range test and the confirmation train at a constant
+    momentum, and a rate found at the optimizer's momentum 0 diverges at 0.85 (its steps are
+    1/(1 - momentum) = 6.7x longer). ``None`` when the schedule leaves momentum alone."""
+    name = args.schedule or "constant"
+    if name in ("constant", "plateau"):
+        return None
+    import numpy as np
+
+    from lrtune.auto import steps_per_epoch
+    from lrtune.schedules import named_schedule
+
+    per_epoch = steps_per_epoch(splits.train, args.batch_size * args.accumulation_steps)
+    _, total = _interval_and_length(args, per_epoch)
+    explicit = args.momentum or args.momentum_end is not None
+    values = named_schedule(name, lr=1.0, total_steps=total, lr_end=args.lr_end,
+                            momentum=args.momentum if explicit else None,
+                            momentum_end=args.momentum_end)
+    if "momentum" not in values:
+        return None
+    steps = np.unique(np.linspace(0, total - 1, min(total, 10_001)).astype(int))
+    peak = int(steps[np.argmax([values["lr"](int(t)) for t in steps])])
+    momentum = float(values["momentum"](peak))
+    return None if momentum == args.momentum else momentum
+
+
+def _search(args, splits, model, net, optimizer, loss_fn, device,
+            out: Path) -> tuple[float, str]:
+    """The range test and the confirmation of ``--lr auto`` (see :func:`_auto_lr`)."""
     from lrtune import distributed
     from lrtune.auto import auto_lr
     from lrtune.finder.suggest import DEFAULT_RULE
