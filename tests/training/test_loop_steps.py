@@ -383,7 +383,7 @@ def test_gradients_never_finite_under_fp16_stop_training_as_a_nan_loss_does(tmp_
     # it trained on silently, every step skipped, global_step 0
     with pytest.raises(NonFiniteLossError, match="at epoch 1, batch 64 of 96: the GradScaler "
                                                  "skipped 64 optimizer steps in a row"):
-        trainer.fit((X, y), epochs=3, batch_size=1)
+        trainer.fit((X, y), (X, y), epochs=3, batch_size=1)
     assert trainer.stop_reason == "non_finite" and trainer.epoch == 0
     assert trainer.global_step == 0 and not list(tmp_path.glob("*.pt"))
 
