@@ -254,18 +254,20 @@ def test_plateau_missing_metric_names_the_monitor():
 
 
 def test_a_schedule_over_groups_with_different_rates_warns_and_names_the_scales():
-    a, b, c = (torch.zeros(2, requires_grad=True) for _ in range(3))
-    opt = torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.01},
-                           {"params": [c], "lr": 0.1}], lr=0.1)
+    def opt():
+        a, b, c = (torch.zeros(2, requires_grad=True) for _ in range(3))
+        return torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.01},
+                                {"params": [c], "lr": 0.1}], lr=0.1)
+
     with pytest.warns(UserWarning, match=r"lr \[0.0, 0.01, 0.1\].*frozen.*"
                                          r"group_scales=\{'lr': \[0.0, 1.0, 10.0\]\}"):
-        HyperparamScheduler(opt, {"lr": constant(0.5)})
+        HyperparamScheduler(opt(), {"lr": constant(0.5)})
     with pytest.warns(UserWarning, match="group_scales"):
-        ReduceLROnPlateau(opt, schedule=constant(0.5))
+        ReduceLROnPlateau(opt(), schedule=constant(0.5))
     # with the scales, or over groups that agree, nothing to say
-    HyperparamScheduler(opt, {"lr": constant(0.5)}, group_scales={"lr": [0.0, 1.0, 10.0]})
+    HyperparamScheduler(opt(), {"lr": constant(0.5)}, group_scales={"lr": [0.0, 1.0, 10.0]})
     HyperparamScheduler(two_groups(momentum=0.9), {"lr": constant(0.5)})
-    ReduceLROnPlateau(opt)  # no schedule: each group keeps its own base value
+    ReduceLROnPlateau(opt())  # no schedule: each group keeps its own base value
 
 
 def test_plateau_floor_leaves_a_frozen_group_at_zero():
@@ -285,3 +287,18 @@ def test_plateau_floor_leaves_a_frozen_group_at_zero():
                                min_value=1e-3)
     scaled.apply()
     assert opt.param_groups[0]["lr"] == 0.0
+
+
+def test_construction_writes_step_0_as_torch_schedulers_do():
+    # a loop that calls step() only after its first epoch trained that epoch at the
+    # optimizer's own lr (0.5 here), not at the schedule's first value
+    opt = sgd(momentum=0.5)
+    HyperparamScheduler(opt, linspace(3, lr=(0.03, 1e-4), momentum=(0.9, 0.999)),
+                        interval="epoch")
+    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]) == (0.03, 0.9)
+    torch_opt = sgd()
+    tls.LinearLR(torch_opt, start_factor=0.1, total_iters=3)
+    assert torch_opt.param_groups[0]["lr"] == pytest.approx(0.1)  # torch: the same convention
+    plateau_opt = sgd()
+    ReduceLROnPlateau(plateau_opt, schedule=with_warmup(constant(0.1), 3))
+    assert plateau_opt.param_groups[0]["lr"] == 0.0  # the warmup's start

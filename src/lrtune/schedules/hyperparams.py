@@ -133,6 +133,9 @@ def check_schedules(schedules: Mapping[str, Schedule]) -> dict[str, Schedule]:
 class HyperparamScheduler:
     """Drive any param-group hyperparameter from a schedule.
 
+    Construction writes step 0's values into the optimizer (as torch's schedulers do);
+    :meth:`apply` writes the current step's values again (the Trainer calls it at train begin).
+
     Args:
         optimizer: any ``torch.optim.Optimizer``.
         schedules: ``{"lr": schedule, "momentum": ..., "weight_decay": ...}``; ``momentum``
@@ -178,6 +181,8 @@ class HyperparamScheduler:
                                                 len(optimizer.param_groups))
         warn_if_groups_differ(optimizer, schedules, self.group_scales)
         self.step_count = 0
+        self.apply()  # step 0's values now, as torch's schedulers do: a loop that steps only
+        # after its first epoch (or batch) trains that one under the schedule too
 
     def time(self) -> float:
         """What the schedules are called with now: the unit count or the fraction done."""
@@ -289,6 +294,7 @@ class ReduceLROnPlateau:
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.base_values = [get_hyperparam(g, key) for g in optimizer.param_groups]
+        self.apply()  # step 0's values now (the warmup's start), as torch's schedulers do
 
     def _is_better(self, current: float) -> bool:
         if self.best is None:
