@@ -20,6 +20,7 @@ from lrtune.auto import (
     holdout_split,
 )
 from lrtune.confirmation.confirm import confirm_budget
+from lrtune.finder.result import FinderResult
 from lrtune.schedules.presets import named_schedule
 
 
@@ -247,6 +248,9 @@ def test_save_json_and_plot(data, tmp_path):
     assert found["confirmed_lr"] == res.lr and found["confirm"]["candidates"] == res.sweep.lrs
     assert found["confirm"]["steps"] == 6 and found["confirm"]["epochs"] == 0.5
     assert found["confirm"]["planned_steps"] == 24 and found["confirm"]["planned_epochs"] == 2
+    # and it still reads back as the range test's result (it was "unexpected keyword argument
+    # 'confirmed_lr'")
+    assert FinderResult.from_json(tmp_path / "lr_find.json") == res.finder
     assert json.loads(res.to_json())["reason"] == res.reason
     fig = res.plot()
     assert fig.axes
