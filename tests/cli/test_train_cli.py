@@ -278,7 +278,7 @@ def test_lr_auto_confirms_under_trainings_own_schedule_lr_end_and_interval_inclu
     at = schedule(0.1)
     # the rate training's own scheduler sets at each optimizer step (per epoch here)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    scheduler = _build_schedules(args, opt, 0.1, n_batches=4)
+    scheduler = _build_schedules(args, opt, 0.1, per_epoch=4)
     assert scheduler.interval == "epoch"
     trained = scheduler.schedules["lr"]
     assert [at(t) for t in range(20)] == pytest.approx([trained(t // 4) for t in range(20)])
