@@ -219,3 +219,15 @@ def test_a_valid_monitor_without_validation_data_fails_before_training(tmp_path,
                       callbacks=[EarlyStopping("train_loss"),
                                  Checkpoint(tmp_path / "last", save_best=False)], verbose=0)
     trainer.fit((X, y), epochs=1)
+
+
+def test_a_builtin_metric_monitor_without_that_metric_fails_before_training():
+    # EarlyStopping("valid_accuracy") without metrics=["accuracy"] failed after one epoch
+    model = make_model()
+    X, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      callbacks=[EarlyStopping("valid_accuracy")], metrics=["f1"], verbose=0)
+    with pytest.raises(ValueError, match=r"monitors 'valid_accuracy', but the Trainer computes "
+                                         r"no 'accuracy' \(metrics: f1\); pass metrics="):
+        trainer.fit((X, y), (X, y), epochs=1)
+    assert trainer.global_step == 0
