@@ -92,6 +92,21 @@ def test_restore_puts_the_gradients_back(blobs, small_net):
     assert all(p.grad is None for p in rest)
 
 
+def test_restore_puts_the_data_loaders_generators_back(blobs, small_net):
+    # a DataLoader seeded with generator= (torch's recipe for a reproducible order) came back
+    # advanced, so training after the range test saw another order than without it
+    X, y = blobs
+    gen, val_gen = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    loader = DataLoader(TensorDataset(X, y), batch_size=16, shuffle=True, generator=gen)
+    val = DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True, generator=val_gen)
+    states = [gen.get_state(), val_gen.get_state()]
+    rng = torch.get_rng_state()
+    opt = torch.optim.SGD(small_net.parameters(), lr=0.1)
+    find_lr(small_net, opt, nn.CrossEntropyLoss(), loader, val_data=val, num_iters=20)
+    assert torch.equal(gen.get_state(), states[0]) and torch.equal(val_gen.get_state(), states[1])
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
 def test_fresh_optimizer_state_stays_empty(blobs, small_net):
     opt = torch.optim.Adam(small_net.parameters(), lr=1e-3)
     find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, num_iters=10)

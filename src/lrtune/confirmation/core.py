@@ -24,6 +24,7 @@ from lrtune.confirmation.result import (
 )
 from lrtune.data.batching import as_batches, batches_per_epoch
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
+from lrtune.finder.snapshot import kept_generators
 from lrtune.steps import (
     Step,
     check_precision,
@@ -165,7 +166,7 @@ def sweep(
         epochs, steps: the budget (exactly one).
         batch_size: training batch size (``(X, y)`` data is shuffled with ``seed``).
         seed: seeds the batch order, the factory and the dropout masks; the caller's RNG state
-            is left untouched.
+            (and a DataLoader's ``generator=``) is left untouched.
         opt_kwargs: optimizer settings when ``optimizer`` is a name or class (``momentum``,
             ``weight_decay``, ``nesterov`` ... as :func:`lrtune.training.setup.make_optimizer`).
         metric: ``"auto"`` (accuracy for class targets, else the loss), ``"accuracy"``, ``"loss"``.
@@ -227,7 +228,7 @@ def sweep(
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
-    with _seeded(seed, dev or torch.device("cpu")):
+    with _seeded(seed, dev or torch.device("cpu")), kept_generators(train, valid):
         net = model if isinstance(model, nn.Module) else model()
         if not isinstance(net, nn.Module):
             raise ValueError(f"the model factory returned {type(net).__name__}, not an nn.Module")
