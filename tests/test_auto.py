@@ -20,6 +20,7 @@ from lrtune.auto import (
     holdout_split,
 )
 from lrtune.confirmation.confirm import confirm_budget
+from lrtune.finder.result import FinderResult
 from lrtune.schedules.presets import named_schedule
 
 
@@ -204,6 +205,23 @@ def test_a_valid_set_the_model_cannot_read_fails_before_the_range_test(data, mon
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
+    ({"choice": "best"}, "choice must be one of window, final, got 'best'"),
+    ({"engine": "fast"}, "engine must be one of auto, batched, vmap, sequential"),
+    ({"halving": "off"}, "halving must be 'auto', True, False")])
+def test_bad_sweep_options_fail_before_the_range_test(data, monkeypatch, kwargs, message):
+    # they were read by the confirmation only, after a range test of seconds to minutes
+    import lrtune.finder as finder
+
+    def no_range_test(*args, **kwargs):
+        raise AssertionError("the range test ran before the sweep's options were checked")
+
+    monkeypatch.setattr(finder, "find_lr", no_range_test)
+    m, o = make()
+    with pytest.raises(ValueError, match=message):
+        lrtune.auto_lr(m, o, nn.CrossEntropyLoss(), data, epochs=1, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
     ({"confirm": "yes"}, "confirm must be True or False"),
     ({"confirm": "auto"}, "confirm must be True or False"), ({"epochs": 0}, "epochs must be"),
     ({"schedule": "wiggly"}, "unknown schedule"), ({"confirm_fraction": 2}, "confirm_fraction"),
@@ -230,6 +248,9 @@ def test_save_json_and_plot(data, tmp_path):
     assert found["confirmed_lr"] == res.lr and found["confirm"]["candidates"] == res.sweep.lrs
     assert found["confirm"]["steps"] == 6 and found["confirm"]["epochs"] == 0.5
     assert found["confirm"]["planned_steps"] == 24 and found["confirm"]["planned_epochs"] == 2
+    # and it still reads back as the range test's result (it was "unexpected keyword argument
+    # 'confirmed_lr'")
+    assert FinderResult.from_json(tmp_path / "lr_find.json") == res.finder
     assert json.loads(res.to_json())["reason"] == res.reason
     fig = res.plot()
     assert fig.axes

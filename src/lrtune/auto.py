@@ -30,7 +30,7 @@ from lrtune.confirmation.confirm import (
     confirm_budget,
     confirm_share,
 )
-from lrtune.confirmation.core import candidate_lrs, sweep
+from lrtune.confirmation.core import candidate_lrs, check_sweep_options, sweep
 from lrtune.confirmation.result import SweepResult
 from lrtune.data.batching import as_batches, batches_per_epoch
 from lrtune.finder.range_test import apply_lrs, reference_group
@@ -256,6 +256,8 @@ def auto_lr(
                          f"{type(optimizer).__name__}")
     ratios = group_ratios(optimizer)
     shape = _schedule_shape(schedule)
+    if confirm:  # the sweep's own options fail now, not after the range test
+        check_sweep_options(engine, halving, choice)
     if train is None:
         raise ValueError("auto_lr needs train data")
     held_out = valid is None and confirm is not False

@@ -42,6 +42,7 @@ class JsonResult:
     """
 
     KIND = "result"
+    EXTRA_KEYS: tuple[str, ...] = ()  # written beside the fields by others, skipped on reading
 
     def to_dict(self) -> dict[str, Any]:
         return json_clean({"format_version": FORMAT_VERSION, **asdict(self)})  # type: ignore[call-overload]
@@ -65,7 +66,8 @@ class JsonResult:
             raise ValueError(f"not a {cls.KIND} (invalid JSON: {exc})") from None
         if not isinstance(data, dict):
             raise ValueError(f"not a {cls.KIND} (a JSON object is expected)")
-        data.pop("format_version", None)
+        for key in ("format_version", *cls.EXTRA_KEYS):
+            data.pop(key, None)
         try:
             return cls(**data)
         except TypeError as exc:

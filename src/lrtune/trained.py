@@ -19,8 +19,20 @@ def model_spec(name: str, splits) -> dict[str, Any]:
             "class_names": splits.class_names, "dataset": splits.name}
 
 
+def checkpoint_of(path: str | Path) -> Path:
+    """The checkpoint a path names: a file as is; a run folder's ``checkpoints/best.pt``, or
+    ``train/checkpoints/best.pt`` in an ``lrtune demo`` folder (its run is in ``train/``)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    best = path / "checkpoints" / "best.pt"
+    demo = path / "train" / "checkpoints" / "best.pt"
+    return demo if not best.exists() and demo.exists() else best
+
+
 def load_trained(path: str | Path):
-    """Rebuild the model saved in a checkpoint (or a run folder: its ``checkpoints/best.pt``).
+    """Rebuild the model saved in a checkpoint (or a run folder: its ``checkpoints/best.pt``,
+    see :func:`checkpoint_of`).
 
     Returns:
         ``(model, spec)``: the model in eval mode with the saved weights, and its spec dict.
@@ -32,15 +44,18 @@ def load_trained(path: str | Path):
     from lrtune.models import build_model
     from lrtune.training.checkpoint_io import check_model_state, load_checkpoint
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "best.pt"
+    path = checkpoint_of(path)
     state = load_checkpoint(path)
     extra = state.get("extra")
     spec = extra.get("model_spec") if isinstance(extra, dict) else None
     if not (isinstance(spec, dict) and spec.keys() >= SPEC_KEYS):
         raise ValueError(f"{path} has no model spec: it was not written by `lrtune train`; "
                          "rebuild the model yourself and load state['model']")
+    if ":" in str(spec["name"]):  # a --model pkg.module:factory, not a registry name
+        raise ValueError(f"{path} holds a model built by the factory {spec['name']}; only "
+                         "registry models are rebuilt here: build it with that factory and "
+                         "load_state_dict(lrtune.training.checkpoint_io.load_checkpoint(path)"
+                         "['model'])")
     model = build_model(spec["name"], spec["in_features"], spec["n_outputs"],
                         input_shape=tuple(spec["input_shape"]))
     check_model_state(model, state["model"], str(path))

@@ -78,3 +78,25 @@ def test_inputs_without_samples_or_numbers_are_one_line(run_dir, tmp_path, capsy
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_demo_folder_predicts_with_its_training_run(run_dir, tmp_path, capsys):
+    # lrtune demo keeps its run in DIR/train: `lrtune predict DIR` said "checkpoint not found"
+    import shutil
+
+    demo = tmp_path / "demo"
+    shutil.copytree(run_dir, demo / "train")
+    assert main(["predict", str(demo)]) == 0
+    assert "on the test split" in capsys.readouterr().out
+    assert len((demo / "predictions.csv").read_text().splitlines()) == 361
+
+
+def test_a_factory_model_is_named_as_such(run_dir, tmp_path, capsys):
+    # it was "unknown model 'mypkg.nets:net'; choose from cnn, mlp"
+    state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    state["extra"]["model_spec"]["name"] = "mypkg.nets:net"
+    torch.save(state, tmp_path / "factory.pt")
+    assert main(["predict", str(tmp_path / "factory.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a model built by the factory mypkg.nets:net; only registry models" in err
+    assert err.count("\n") == 1

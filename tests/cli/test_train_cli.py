@@ -278,7 +278,7 @@ def test_lr_auto_confirms_under_trainings_own_schedule_lr_end_and_interval_inclu
     at = schedule(0.1)
     # the rate training's own scheduler sets at each optimizer step (per epoch here)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    scheduler = _build_schedules(args, opt, 0.1, n_batches=4)
+    scheduler = _build_schedules(args, opt, 0.1, per_epoch=4)
     assert scheduler.interval == "epoch"
     trained = scheduler.schedules["lr"]
     assert [at(t) for t in range(20)] == pytest.approx([trained(t // 4) for t in range(20)])
@@ -288,3 +288,29 @@ def test_lr_auto_confirms_under_trainings_own_schedule_lr_end_and_interval_inclu
     for constant in (["--schedule", "plateau"], []):
         assert _confirmation_schedule(build_parser().parse_args(
             ["train", "--lr", "auto", *constant]), splits) is None
+
+
+def test_a_per_batch_schedule_spans_the_optimizer_steps_under_accumulation(tmp_path):
+    # it was sized in micro-batches: with --accumulation-steps 4 one-cycle stopped a quarter of
+    # the way through, its rate still rising (0.004 -> 0.096 of 0.1), never annealed
+    code, out = _train(tmp_path, "--schedule", "one_cycle", "--lr", "0.1", "--epochs", "2",
+                       "--accumulation-steps", "4", "--verbose", "0")
+    assert code == 0
+    lrs = [b["lr"] for b in json.loads((out / "history.json").read_text())["batches"]]
+    assert len(lrs) == 18  # 2 epochs x ceil(34 batches / 4)
+    assert max(lrs) == pytest.approx(0.1, rel=0.02) and lrs[-1] == pytest.approx(4e-7)
+
+
+def test_a_run_too_short_for_its_schedule_fails_before_the_range_test(tmp_path, capsys,
+                                                                       monkeypatch):
+    import lrtune.auto as auto
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the search ran before the schedule was checked")
+
+    monkeypatch.setattr(auto, "auto_lr", no_search)
+    code, out = _train(tmp_path, "--schedule", "warmup_cosine", "--interval", "epoch",
+                       "--epochs", "2", "--lr", "auto")
+    assert code == 2 and not out.exists()
+    assert ("--schedule warmup_cosine stepped per epoch gets 2 steps in --epochs 2: total_steps "
+            "must be an integer >= 3, got 2") in capsys.readouterr().err

@@ -67,6 +67,20 @@ def test_caller_state_is_untouched_and_factories_are_seeded(data):
     assert a.valid_loss == b.valid_loss and a.engine == "vmap"
 
 
+def test_the_data_loaders_generators_are_put_back(data):
+    # a DataLoader seeded with generator= came back advanced: the caller's next epoch had
+    # another order than without the sweep
+    X, y = data
+    train_gen, sampler_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    train = DataLoader(TensorDataset(X, y), batch_size=16, shuffle=True, generator=train_gen)
+    valid = DataLoader(TensorDataset(X, y), batch_size=16, sampler=torch.utils.data.RandomSampler(
+        TensorDataset(X, y), generator=sampler_gen))
+    states = [g.get_state() for g in (train_gen, sampler_gen)]
+    sweep(net(), "sgd", nn.CrossEntropyLoss(), train, valid, lrs=[0.1, 0.2], steps=3)
+    assert all(torch.equal(g.get_state(), s)
+               for g, s in zip((train_gen, sampler_gen), states, strict=True))
+
+
 def test_regression_uses_the_loss_and_dataloaders_work():
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(64, 3, generator=gen)

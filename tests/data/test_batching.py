@@ -59,6 +59,17 @@ def test_as_batches_accepts_pairs_and_any_dataloader():
         as_batches({"X": X}, 4)
 
 
+def test_a_numpy_pair_is_named_as_such():
+    # scikit-learn's (X, y) arrays were taken for two batches, X and y, and refused later with
+    # advice to write a step
+    X, y = data()
+    with pytest.raises(TypeError, match=r"\(X, y\) pair of ndarray and ndarray; pass torch "
+                                        r"tensors: \(torch.as_tensor\(X\)"):
+        as_batches((X.numpy(), y.numpy()), 4)
+    with pytest.raises(TypeError, match="pair of Tensor and ndarray"):
+        as_batches([X, y.numpy()], 4)
+
+
 def test_rejects_bad_arguments():
     X, y = data()
     with pytest.raises(ValueError, match="different lengths: 10 and 9"):

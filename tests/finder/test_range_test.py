@@ -82,6 +82,31 @@ def test_restore_is_bit_identical(blobs, make_opt):
     assert not model.training and not model[1].training
 
 
+def test_restore_puts_the_gradients_back(blobs, small_net):
+    # a loop that zeroes after optimizer.step() must not step on the sweep's last gradients
+    opt = torch.optim.SGD(small_net.parameters(), lr=0.1)
+    first, *rest = small_net.parameters()
+    first.grad = torch.full_like(first, 0.5)  # the user's own accumulated gradient
+    find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, num_iters=10)
+    assert torch.equal(first.grad, torch.full_like(first, 0.5))
+    assert all(p.grad is None for p in rest)
+
+
+def test_restore_puts_the_data_loaders_generators_back(blobs, small_net):
+    # a DataLoader seeded with generator= (torch's recipe for a reproducible order) came back
+    # advanced, so training after the range test saw another order than without it
+    X, y = blobs
+    gen, val_gen = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    loader = DataLoader(TensorDataset(X, y), batch_size=16, shuffle=True, generator=gen)
+    val = DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True, generator=val_gen)
+    states = [gen.get_state(), val_gen.get_state()]
+    rng = torch.get_rng_state()
+    opt = torch.optim.SGD(small_net.parameters(), lr=0.1)
+    find_lr(small_net, opt, nn.CrossEntropyLoss(), loader, val_data=val, num_iters=20)
+    assert torch.equal(gen.get_state(), states[0]) and torch.equal(val_gen.get_state(), states[1])
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
 def test_fresh_optimizer_state_stays_empty(blobs, small_net):
     opt = torch.optim.Adam(small_net.parameters(), lr=1e-3)
     find_lr(small_net, opt, nn.CrossEntropyLoss(), blobs, num_iters=10)

@@ -251,3 +251,54 @@ def test_plateau_missing_metric_names_the_monitor():
     plateau = ReduceLROnPlateau(sgd(), monitor="valid_acc", mode="max")
     with pytest.raises(ValueError, match="monitor 'valid_acc' is not in the logs"):
         plateau.step({"valid_loss": 1.0})
+
+
+def test_a_schedule_over_groups_with_different_rates_warns_and_names_the_scales():
+    def opt():
+        a, b, c = (torch.zeros(2, requires_grad=True) for _ in range(3))
+        return torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.01},
+                                {"params": [c], "lr": 0.1}], lr=0.1)
+
+    with pytest.warns(UserWarning, match=r"lr \[0.0, 0.01, 0.1\].*frozen.*"
+                                         r"group_scales=\{'lr': \[0.0, 1.0, 10.0\]\}"):
+        HyperparamScheduler(opt(), {"lr": constant(0.5)})
+    with pytest.warns(UserWarning, match="group_scales"):
+        ReduceLROnPlateau(opt(), schedule=constant(0.5))
+    # with the scales, or over groups that agree, nothing to say
+    HyperparamScheduler(opt(), {"lr": constant(0.5)}, group_scales={"lr": [0.0, 1.0, 10.0]})
+    HyperparamScheduler(two_groups(momentum=0.9), {"lr": constant(0.5)})
+    ReduceLROnPlateau(opt())  # no schedule: each group keeps its own base value
+
+
+def test_plateau_floor_leaves_a_frozen_group_at_zero():
+    # torch's ReduceLROnPlateau never raises a rate to min_lr; a frozen group must not train
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.1}], lr=0.1)
+    ref_opt = torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.1}], lr=0.1)
+    ours = ReduceLROnPlateau(opt, factor=0.5, patience=0, min_value=1e-3)
+    ref = tls.ReduceLROnPlateau(ref_opt, factor=0.5, patience=0, min_lr=1e-3)
+    for loss in (1.0, 1.0, 1.0, 1.0):
+        ours.step({"valid_loss": loss})
+        ref.step(loss)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx(
+            [g["lr"] for g in ref_opt.param_groups])
+    assert opt.param_groups[0]["lr"] == 0.0
+    scaled = ReduceLROnPlateau(opt, schedule=constant(0.1), group_scales=[0.0, 1.0],
+                               min_value=1e-3)
+    scaled.apply()
+    assert opt.param_groups[0]["lr"] == 0.0
+
+
+def test_construction_writes_step_0_as_torch_schedulers_do():
+    # a loop that calls step() only after its first epoch trained that epoch at the
+    # optimizer's own lr (0.5 here), not at the schedule's first value
+    opt = sgd(momentum=0.5)
+    HyperparamScheduler(opt, linspace(3, lr=(0.03, 1e-4), momentum=(0.9, 0.999)),
+                        interval="epoch")
+    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]) == (0.03, 0.9)
+    torch_opt = sgd()
+    tls.LinearLR(torch_opt, start_factor=0.1, total_iters=3)
+    assert torch_opt.param_groups[0]["lr"] == pytest.approx(0.1)  # torch: the same convention
+    plateau_opt = sgd()
+    ReduceLROnPlateau(plateau_opt, schedule=with_warmup(constant(0.1), 3))
+    assert plateau_opt.param_groups[0]["lr"] == 0.0  # the warmup's start

@@ -193,3 +193,41 @@ def test_checkpoint_resolves_auto_mode_against_the_trainer_metrics(tmp_path):
     trainer.metrics = resolve_metrics({"auroc": torchmetrics.MeanSquaredError()})
     ckpt.on_train_begin(trainer, {})
     assert (ckpt.mode, ckpt.best_) == ("min", math.inf)
+
+
+@pytest.mark.parametrize("make", [lambda d: EarlyStopping("valid_loss", patience=2),
+                                  lambda d: Checkpoint(d / "ck")], ids=["early", "checkpoint"])
+def test_a_valid_monitor_without_validation_data_fails_before_training(tmp_path, make):
+    # it failed at the end of the first epoch, after that epoch's training
+    model = make_model()
+    batches = []
+
+    class Count(Callback):
+        def on_batch_end(self, trainer, logs):
+            batches.append(1)
+
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      callbacks=[make(tmp_path), Count()], verbose=0)
+    X, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    with pytest.raises(ValueError, match=r"monitors 'valid_loss', but fit\(\) got no "
+                                         "validation data"):
+        trainer.fit((X, y), epochs=2)
+    assert batches == []
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
+    # a train_ monitor, or a Checkpoint that keeps last.pt only, needs none
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      callbacks=[EarlyStopping("train_loss"),
+                                 Checkpoint(tmp_path / "last", save_best=False)], verbose=0)
+    trainer.fit((X, y), epochs=1)
+
+
+def test_a_builtin_metric_monitor_without_that_metric_fails_before_training():
+    # EarlyStopping("valid_accuracy") without metrics=["accuracy"] failed after one epoch
+    model = make_model()
+    X, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      callbacks=[EarlyStopping("valid_accuracy")], metrics=["f1"], verbose=0)
+    with pytest.raises(ValueError, match=r"monitors 'valid_accuracy', but the Trainer computes "
+                                         r"no 'accuracy' \(metrics: f1\); pass metrics="):
+        trainer.fit((X, y), (X, y), epochs=1)
+    assert trainer.global_step == 0

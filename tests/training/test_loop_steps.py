@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lrtune import Trainer
 from lrtune.data.batching import TensorBatches
+from lrtune.schedules import ReduceLROnPlateau
 from lrtune.training import NonFiniteLossError
 from lrtune.training.callbacks import Checkpoint
 from lrtune.training.checkpoint_io import load_checkpoint
@@ -291,6 +292,25 @@ def test_plateau_with_strict_false_skips_a_missing_monitor_as_lightning_does():
                 schedules={"scheduler": plateau, "strict": "no"})
 
 
+@pytest.mark.parametrize("plateau", [
+    lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0),
+    lambda opt: {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt),
+                 "monitor": "valid_accuracy"},
+    lambda opt: ReduceLROnPlateau(opt, monitor="valid_loss")], ids=["torch", "dict", "lrtune"])
+def test_a_plateau_on_a_valid_value_without_validation_data_fails_before_training(plateau):
+    # it failed at the end of the first epoch, after that epoch's training
+    X, y = make_data()
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = copy.deepcopy(model.state_dict())
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), device="cpu", verbose=0,
+                      schedules=plateau(opt))
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau monitors 'valid_\w+', but fit\(\) "
+                                         "got no validation data"):
+        trainer.fit((X, y), epochs=2)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_plateau_on_steps_is_refused():
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -363,7 +383,7 @@ def test_gradients_never_finite_under_fp16_stop_training_as_a_nan_loss_does(tmp_
     # it trained on silently, every step skipped, global_step 0
     with pytest.raises(NonFiniteLossError, match="at epoch 1, batch 64 of 96: the GradScaler "
                                                  "skipped 64 optimizer steps in a row"):
-        trainer.fit((X, y), epochs=3, batch_size=1)
+        trainer.fit((X, y), (X, y), epochs=3, batch_size=1)
     assert trainer.stop_reason == "non_finite" and trainer.epoch == 0
     assert trainer.global_step == 0 and not list(tmp_path.glob("*.pt"))
 

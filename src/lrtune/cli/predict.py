@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
         "predict", help="predict with a trained model", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help="a run folder (uses checkpoints/best.pt) or a checkpoint file")
+    p.add_argument("source", help="a run folder of lrtune train or demo (its checkpoints/best.pt) "
+                   "or a checkpoint file")
     p.add_argument("--input", default=None, help=".npy array of inputs (default: the test split)")
     p.add_argument("--data-dir", default=None, help="dataset folder, for the test split")
     p.add_argument("--seed", type=int, default=None, help="split seed (default: the run's)")
@@ -36,7 +37,7 @@ def run(args) -> int:
     import torch
 
     from lrtune.cli.checks import check_output_path
-    from lrtune.trained import load_trained
+    from lrtune.trained import checkpoint_of, load_trained
     from lrtune.training.checkpoint_io import load_checkpoint
 
     source = Path(args.source)
@@ -56,7 +57,7 @@ def run(args) -> int:
     else:
         from lrtune.data import load_dataset
 
-        ckpt = source / "checkpoints" / "best.pt" if source.is_dir() else source
+        ckpt = checkpoint_of(source)
         seed = args.seed
         if seed is None:
             seed = load_checkpoint(ckpt)["extra"].get("settings", {}).get("seed", 0)

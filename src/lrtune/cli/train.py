@@ -179,6 +179,11 @@ def run_training(args) -> dict:
         _check_same_settings(saved, settings, path)
 
     splits, model, optimizer, loss_fn, device = build_setup(args)
+    # optimizer steps per epoch, on every rank: what per-batch schedules and the Trainer count
+    n_batches = len(as_batches(splits.train, args.batch_size, rank=distributed.rank(),
+                               world_size=world))
+    per_epoch = -(-n_batches // args.accumulation_steps)
+    _schedule_values(args, 1.0, per_epoch)  # a run too short for it fails now, not after --lr auto
     seconds_lr_search = 0.0  # the range test (and confirmation) of --lr auto
     lr_source = "given"
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the bare module
@@ -193,10 +198,8 @@ def run_training(args) -> dict:
         lr = float(args.lr)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    n_batches = len(as_batches(splits.train, args.batch_size, rank=distributed.rank(),
-                               world_size=world))  # steps per epoch, on every rank
-    set_run_length(optimizer, args.epochs * n_batches)  # Schedule-Free's warmup
-    schedules = _build_schedules(args, optimizer, lr, n_batches)
+    set_run_length(optimizer, args.epochs * per_epoch)  # Schedule-Free's warmup
+    schedules = _build_schedules(args, optimizer, lr, per_epoch)
     augment = _build_augment(args.augment, splits)
     classification = splits.task == "classification"
 
@@ -296,7 +299,53 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
     inconclusive or known to be unreliable here). Under torchrun the range test runs on every
     rank (DDP), the decision and any confirmation on rank 0, which sends the rate to the others.
     Returns the rate and how it was decided. The model and the
-    optimizer are left at their fresh initial state."""
+    optimizer are left at their fresh initial state. Both search at the momentum the schedule
+    puts at its rate's peak (:func:`_momentum_at_peak`), when it moves momentum."""
+    from lrtune import distributed
+
+    momentum = _momentum_at_peak(args, splits)
+    if momentum is None:
+        return _search(args, splits, model, net, optimizer, loss_fn, device, out)
+    from lrtune.schedules.hyperparams import get_hyperparam, set_hyperparam
+
+    groups = optimizer.param_groups
+    own = [get_hyperparam(g, "momentum") for g in groups]
+    if args.verbose and distributed.is_main():
+        print(f"--lr auto: searching at momentum {momentum:.3g}, where the {args.schedule} "
+              f"schedule puts it at its rate's peak (the optimizer has {own[0]:.3g})")
+    for group in groups:
+        set_hyperparam(group, "momentum", momentum)
+    try:
+        return _search(args, splits, model, net, optimizer, loss_fn, device, out)
+    finally:
+        for group, value in zip(groups, own, strict=True):
+            set_hyperparam(group, "momentum", value)
+
+
+def _momentum_at_peak(args, splits) -> float | None:
+    """The momentum training's schedule sets at its rate's peak, when that schedule moves
+    momentum away from the optimizer's own (``one_cycle`` and ``cyclic`` do by default, with
+    torch's 0.85-0.95 and 0.8-0.9): the range test and the confirmation train at a constant
+    momentum, and a rate found at the optimizer's momentum 0 diverges at 0.85 (its steps are
+    1/(1 - momentum) = 6.7x longer). ``None`` when the schedule leaves momentum alone."""
+    import numpy as np
+
+    from lrtune.auto import steps_per_epoch
+
+    per_epoch = steps_per_epoch(splits.train, args.batch_size * args.accumulation_steps)
+    built = _schedule_values(args, 1.0, per_epoch)
+    if built is None or "momentum" not in built[2]:
+        return None
+    _, total, values = built
+    steps = np.unique(np.linspace(0, total - 1, min(total, 10_001)).astype(int))
+    peak = int(steps[np.argmax([values["lr"](int(t)) for t in steps])])
+    momentum = float(values["momentum"](peak))
+    return None if momentum == args.momentum else momentum
+
+
+def _search(args, splits, model, net, optimizer, loss_fn, device,
+            out: Path) -> tuple[float, str]:
+    """The range test and the confirmation of ``--lr auto`` (see :func:`_auto_lr`)."""
     from lrtune import distributed
     from lrtune.auto import auto_lr
     from lrtune.finder.suggest import DEFAULT_RULE
@@ -338,10 +387,11 @@ def _auto_lr(args, splits, model, net, optimizer, loss_fn, device,
     return float(lr), source
 
 
-def _interval_and_length(args, n_batches: int) -> tuple[str, int]:
-    """How often training steps its schedule (``"batch"`` or ``"epoch"``) and how many times."""
+def _interval_and_length(args, per_epoch: int) -> tuple[str, int]:
+    """How often training steps its schedule (``"batch"``: every optimizer step, ``per_epoch``
+    of them per epoch; or ``"epoch"``) and how many times."""
     interval = args.interval or ("epoch" if args.schedule in EPOCH_SCHEDULES else "batch")
-    return interval, args.epochs * (n_batches if interval == "batch" else 1)
+    return interval, args.epochs * (per_epoch if interval == "batch" else 1)
 
 
 def _confirmation_schedule(args, splits):
@@ -366,7 +416,28 @@ def _confirmation_schedule(args, splits):
     return schedule
 
 
-def _build_schedules(args, optimizer, lr: float, n_batches: int):
+def _schedule_values(args, lr: float, per_epoch: int):
+    """``(interval, steps, {"lr": ..., maybe "momentum": ...})`` of ``--schedule`` as training
+    builds it over ``per_epoch`` optimizer steps per epoch (``None`` for ``constant`` and
+    ``plateau``); a run too short for the schedule is a UsageError naming the options."""
+    name = args.schedule or "constant"
+    if name in ("constant", "plateau"):
+        return None
+    from lrtune.schedules import named_schedule
+
+    interval, total = _interval_and_length(args, per_epoch)
+    explicit_momentum = args.momentum or args.momentum_end is not None
+    try:
+        values = named_schedule(name, lr=lr, total_steps=total, lr_end=args.lr_end,
+                                momentum=args.momentum if explicit_momentum else None,
+                                momentum_end=args.momentum_end)
+    except ValueError as exc:
+        raise UsageError(f"--schedule {name} stepped per {interval} gets {total} steps in "
+                         f"--epochs {args.epochs}: {exc}") from None
+    return interval, total, values
+
+
+def _build_schedules(args, optimizer, lr: float, per_epoch: int):
     name = args.schedule or "constant"
     if name == "constant":
         return None  # a constant lr needs no scheduler
@@ -375,13 +446,9 @@ def _build_schedules(args, optimizer, lr: float, n_batches: int):
 
         return ReduceLROnPlateau(optimizer, monitor="valid_loss", factor=args.plateau_factor,
                                  patience=args.plateau_patience)
-    from lrtune.schedules import HyperparamScheduler, named_schedule
+    from lrtune.schedules import HyperparamScheduler
 
-    interval, total = _interval_and_length(args, n_batches)
-    explicit_momentum = args.momentum or args.momentum_end is not None
-    values = named_schedule(name, lr=lr, total_steps=total, lr_end=args.lr_end,
-                            momentum=args.momentum if explicit_momentum else None,
-                            momentum_end=args.momentum_end)
+    interval, _, values = _schedule_values(args, lr, per_epoch)
     return HyperparamScheduler(optimizer, values, interval=interval)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from lrtune.confirmation.engines import Training, make_engine
+from lrtune.confirmation.engines import ENGINES, Training, make_engine
 from lrtune.confirmation.halving import Halving, resolve_halving, to_stop
 from lrtune.confirmation.losses import correct_counts, correct_rows, resolve_metric
 from lrtune.confirmation.optim import layout_of, optim_spec
@@ -24,6 +24,7 @@ from lrtune.confirmation.result import (
 )
 from lrtune.data.batching import as_batches, batches_per_epoch
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
+from lrtune.finder.snapshot import kept_generators
 from lrtune.steps import (
     Step,
     check_precision,
@@ -74,6 +75,17 @@ def candidate_lrs(lrs: Sequence[float] | None = None, bracket: tuple[float, floa
         raise ValueError(f"bracket {bracket!r} holds one rate; widen it or use k=1")
     ratio = math.log(hi / lo) / (k - 1)
     return [float(f"{lo * math.exp(ratio * i):.6g}") for i in range(k)]
+
+
+def check_sweep_options(engine: str, halving, choice: str) -> Halving | None:
+    """Check the sweep's ``engine``, ``halving`` and ``choice`` (a ``ValueError`` naming the
+    bad one, before anything trains: ``auto_lr`` calls it before its range test); return the
+    halving plan."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if choice not in CHOICES:
+        raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
+    return resolve_halving(halving)
 
 
 @contextlib.contextmanager
@@ -154,7 +166,7 @@ def sweep(
         epochs, steps: the budget (exactly one).
         batch_size: training batch size (``(X, y)`` data is shuffled with ``seed``).
         seed: seeds the batch order, the factory and the dropout masks; the caller's RNG state
-            is left untouched.
+            (and a DataLoader's ``generator=``) is left untouched.
         opt_kwargs: optimizer settings when ``optimizer`` is a name or class (``momentum``,
             ``weight_decay``, ``nesterov`` ... as :func:`lrtune.training.setup.make_optimizer`).
         metric: ``"auto"`` (accuracy for class targets, else the loss), ``"accuracy"``, ``"loss"``.
@@ -210,15 +222,13 @@ def sweep(
         raise TypeError("sweep needs train and valid data")
     resolve_step(step, loss_fn)  # one clear error before anything is built
     precision = check_precision(precision)
-    plan = resolve_halving(halving)
+    plan = check_sweep_options(engine, halving, choice)
     if plan is not None and len(candidates) <= plan.min_keep:
         plan = None  # nothing could stop: no rung, no extra evaluation
-    if choice not in CHOICES:
-        raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
 
     start = time.perf_counter()
     dev = torch.device(device) if device is not None else None
-    with _seeded(seed, dev or torch.device("cpu")):
+    with _seeded(seed, dev or torch.device("cpu")), kept_generators(train, valid):
         net = model if isinstance(model, nn.Module) else model()
         if not isinstance(net, nn.Module):
             raise ValueError(f"the model factory returned {type(net).__name__}, not an nn.Module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -137,6 +138,12 @@ def as_batches(data, batch_size: int, *, shuffle: bool = True, seed: int = 0, dr
         X, y = data
         return TensorBatches(X, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                              rank=rank, world_size=world_size)
+    if isinstance(data, tuple | list) and len(data) == 2 and any(
+            isinstance(t, np.ndarray) for t in data):
+        # else iterated as two "batches", X then y, and refused later as a bare array batch
+        kinds = " and ".join(type(t).__name__ for t in data)
+        raise TypeError(f"data is an (X, y) pair of {kinds}; pass torch tensors: "
+                        "(torch.as_tensor(X), torch.as_tensor(y))")
     if isinstance(data, torch.Tensor | str | bytes | dict) or not hasattr(data, "__iter__"):
         raise TypeError(
             f"data must be a DataLoader, an iterable of batches or an (X, y) pair of tensors, "

@@ -263,15 +263,15 @@ def find_lr(
     world = distributed.world_size()
     batches = _endless(as_batches(data, batch_size, shuffle=True, seed=seed,
                                   rank=distributed.rank(), world_size=world))
-    val_batches = None
-    if val_data is not None:
-        val_batches = list(as_batches(distributed.shard_pair(val_data), batch_size,
-                                      shuffle=False))
-        if not distributed.all_reduce(torch.tensor(len(val_batches)), "sum").item():
-            raise ValueError("val_data is empty: it yielded no batch")
-
-    snapshot = Snapshot(model, optimizer) if restore else None
+    # before val_data is read: a DataLoader's generator= is put back as it was too
+    snapshot = Snapshot(model, optimizer, data=(data, val_data)) if restore else None
     try:
+        val_batches = None
+        if val_data is not None:
+            val_batches = list(as_batches(distributed.shard_pair(val_data), batch_size,
+                                          shuffle=False))
+            if not distributed.all_reduce(torch.tensor(len(val_batches)), "sum").item():
+                raise ValueError("val_data is empty: it yielded no batch")
         curve = _sweep(runner, batches, val_batches, ratios,
                        start_lr=start_lr, end_lr=end_lr, num_iters=num_iters, mode=mode,
                        smooth=smooth, diverge_factor=diverge_factor, val_every=val_every,

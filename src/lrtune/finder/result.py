@@ -52,6 +52,8 @@ class FinderResult(JsonResult):
     suggested_lrs: list[float] | None = None  # absent from results saved before it existed
 
     KIND = "range-test result"
+    # a confirmation adds these to lr_find.json (AutoLRResult.save, `lrtune find --confirm`)
+    EXTRA_KEYS = ("confirmed_lr", "confirm")
 
     def summary(self) -> str:
         """One line for people: the suggestion and the verdict, or why there is none."""

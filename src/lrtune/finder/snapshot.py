@@ -1,7 +1,8 @@
-"""One CPU copy of model, optimizer and RNG state, put back bit-for-bit."""
+"""One CPU copy of model, optimizer, gradient and RNG state, put back bit-for-bit."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -19,17 +20,52 @@ def cpu_copy(obj):
     return copy.deepcopy(obj)
 
 
+def data_generators(*sources) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects the data draw their order from: a DataLoader's own
+    ``generator=`` (which also seeds its workers) and its sampler's."""
+    found: list[torch.Generator] = []
+    for source in sources:
+        batch_sampler = getattr(source, "batch_sampler", None)
+        for holder in (source, getattr(source, "sampler", None),
+                       getattr(batch_sampler, "sampler", None)):
+            generator = getattr(holder, "generator", None)
+            if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+                found.append(generator)
+    return found
+
+
+@contextlib.contextmanager
+def kept_generators(*sources):
+    """Put the data's generators (:func:`data_generators`) back afterwards: iterating a
+    DataLoader seeded with ``generator=`` advances it, which would change the order of the
+    user's next epoch."""
+    generators = data_generators(*sources)
+    states = [g.get_state() for g in generators]
+    try:
+        yield
+    finally:
+        for generator, state in zip(generators, states, strict=True):
+            generator.set_state(state)
+
+
 class Snapshot:
-    """Capture now, ``restore()`` later: parameters, buffers, optimizer state, RNG, train mode.
+    """Capture now, ``restore()`` later: parameters, buffers, optimizer state, RNG (the data's
+    generators too), train mode and the parameters' ``.grad`` (``None``, usually: a loop that
+    zeroes its gradients after ``optimizer.step()`` would otherwise add the sweep's last,
+    diverged gradients to its first step).
 
     Only one copy is held, on the CPU, whatever device the model lives on.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                 data: tuple = ()) -> None:
         self.model, self.optimizer = model, optimizer
+        self.generators = data_generators(*data)  # ``data``: DataLoaders whose order to keep
+        self.generator_states = [g.get_state() for g in self.generators]
         self.model_state = cpu_copy(model.state_dict())
         self.optimizer_state = cpu_copy(optimizer.state_dict()) if optimizer else None
         self.modes = {name: m.training for name, m in model.named_modules()}
+        self.grads = [None if p.grad is None else cpu_copy(p.grad) for p in model.parameters()]
         self.cpu_rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
@@ -39,6 +75,10 @@ class Snapshot:
             self.optimizer.load_state_dict(self.optimizer_state)
         for name, m in self.model.named_modules():
             m.training = self.modes.get(name, m.training)
+        for p, grad in zip(self.model.parameters(), self.grads, strict=True):
+            p.grad = None if grad is None else grad.to(p.device)
         torch.set_rng_state(self.cpu_rng)
+        for generator, state in zip(self.generators, self.generator_states, strict=True):
+            generator.set_state(state)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)

@@ -13,6 +13,7 @@ after validation ("epoch"), ``state_dict()`` / ``load_state_dict()``, ``values()
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -84,6 +85,25 @@ def _check_group_scales(scales, keys, n_groups: int) -> dict[str, list[float]]:
     return out
 
 
+def warn_if_groups_differ(optimizer, keys, scaled) -> None:
+    """Warn when the param groups hold different values of a key that one schedule is about
+    to overwrite with one value (``scaled``: the keys given per-group scales): the user's
+    ratios would be lost and a frozen ``lr=0`` group would train."""
+    groups = optimizer.param_groups
+    for key in keys:
+        if key in scaled or len(groups) < 2:
+            continue
+        values = [get_hyperparam(g, key) for g in groups]
+        if len(set(values)) > 1:
+            reference = next((v for v in values if v > 0), None)
+            hint = ("" if reference is None else
+                    f"; to keep their ratios pass group_scales={{{key!r}: "
+                    f"{[round(v / reference, 12) for v in values]}}}")
+            warnings.warn(f"the param groups have {key} {values}, but the schedule writes one "
+                          f"value into every group (a group at 0 would no longer be "
+                          f"frozen){hint}", stacklevel=3)
+
+
 def _check_step_count(state: Mapping[str, Any]) -> int:
     step = state.get("step") if isinstance(state, Mapping) else None
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -112,6 +132,9 @@ def check_schedules(schedules: Mapping[str, Schedule]) -> dict[str, Schedule]:
 
 class HyperparamScheduler:
     """Drive any param-group hyperparameter from a schedule.
+
+    Construction writes step 0's values into the optimizer (as torch's schedulers do);
+    :meth:`apply` writes the current step's values again (the Trainer calls it at train begin).
 
     Args:
         optimizer: any ``torch.optim.Optimizer``.
@@ -156,7 +179,10 @@ class HyperparamScheduler:
         self.total_steps = total_steps
         self.group_scales = _check_group_scales(group_scales, list(schedules),
                                                 len(optimizer.param_groups))
+        warn_if_groups_differ(optimizer, schedules, self.group_scales)
         self.step_count = 0
+        self.apply()  # step 0's values now, as torch's schedulers do: a loop that steps only
+        # after its first epoch (or batch) trains that one under the schedule too
 
     def time(self) -> float:
         """What the schedules are called with now: the unit count or the fraction done."""
@@ -251,6 +277,8 @@ class ReduceLROnPlateau:
         n_groups = len(optimizer.param_groups)
         scales = _check_group_scales({key: group_scales} if group_scales is not None else None,
                                      [key], n_groups).get(key, [1.0] * n_groups)
+        if schedule is not None:
+            warn_if_groups_differ(optimizer, [key], [key] if group_scales is not None else [])
         self.optimizer = optimizer
         self.monitor, self.mode, self.factor = monitor, mode, float(factor)
         self.patience, self.cooldown = patience, cooldown
@@ -266,6 +294,7 @@ class ReduceLROnPlateau:
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.base_values = [get_hyperparam(g, key) for g in optimizer.param_groups]
+        self.apply()  # step 0's values now (the warmup's start), as torch's schedulers do
 
     def _is_better(self, current: float) -> bool:
         if self.best is None:
@@ -303,14 +332,18 @@ class ReduceLROnPlateau:
         self.apply()
 
     def apply(self) -> None:
-        """Write ``max(base * scale, min_value)`` into every param group."""
+        """Write ``max(base * scale, min_value)`` into every param group; a frozen group (base
+        value or group scale 0) stays at 0, as under torch's ``ReduceLROnPlateau``."""
         for i, group in enumerate(self.optimizer.param_groups):
             if self.schedule is None:
                 base = self.base_values[i]
+                frozen = base == 0
             else:
                 base = _scheduled_value(self.schedule, self.key, self.step_count)
                 base *= self.group_scales[i]
-            set_hyperparam(group, self.key, max(base * self.scale, self.min_value))
+                frozen = self.group_scales[i] == 0
+            set_hyperparam(group, self.key,
+                           0.0 if frozen else max(base * self.scale, self.min_value))
 
     def values(self) -> dict[str, list[float]]:
         """``{key: [value per param group]}`` currently in force in the optimizer."""

@@ -41,7 +41,11 @@ from lrtune.training.metrics import (
     read_hyperparams,
     resolve_metrics,
 )
-from lrtune.training.scheduling import as_trainer_schedule, warn_if_sized_in_steps
+from lrtune.training.scheduling import (
+    as_trainer_schedule,
+    check_schedule_monitors,
+    warn_if_sized_in_steps,
+)
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -251,6 +255,7 @@ class Trainer:
         self._active = sorted(self._default_callbacks() + self.callbacks, key=lambda c: c.order)
         if self.valid_batches is not None:
             self._check_validation_fits()
+        check_schedule_monitors(self)
         state = self._restore(resume) if resume is not None else None
         warn_if_sized_in_steps(self.schedules, epochs)
         for s in self.schedules:

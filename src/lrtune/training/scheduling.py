@@ -16,7 +16,7 @@ from typing import Any
 
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from lrtune.training.callbacks.base import monitored_value
+from lrtune.training.callbacks.base import check_monitor_has_data, monitored_value
 
 _PROTOCOL = ("interval", "apply", "step", "state_dict", "load_state_dict")
 _LIGHTNING_KEYS = {"scheduler", "interval", "frequency", "monitor", "strict", "name"}
@@ -97,6 +97,15 @@ def warn_if_sized_in_steps(schedules: list[Any], epochs: int) -> None:
                 f"per epoch here ({steps} steps in {epochs} epochs), so its cycle never "
                 "finishes; to step it after every optimizer step pass {'scheduler': s, "
                 "'interval': 'step'}", UserWarning, stacklevel=3)
+
+
+def check_schedule_monitors(trainer) -> None:
+    """A plateau schedule watching a ``valid_*`` value (``strict``, the default) needs
+    validation data: a ValueError at ``fit``'s start rather than after the first epoch."""
+    for schedule in trainer.schedules:
+        monitor = getattr(schedule, "monitor", None)
+        if isinstance(monitor, str) and getattr(schedule, "strict", True):
+            check_monitor_has_data(trainer, monitor, "ReduceLROnPlateau")
 
 
 def as_trainer_schedule(obj: Any, optimizer: Any = None) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lrtune.training.metrics import metric_direction, metric_name
+from lrtune.training.metrics import BUILTIN_METRICS, metric_direction, metric_name
 
 
 class Callback:
@@ -130,6 +130,22 @@ def construction_mode(mode: str, monitor: str) -> str | None:
     if metric_name(monitor) != monitor:
         return metric_direction(monitor, strict=False)
     return resolve_mode(mode, monitor)
+
+
+def check_monitor_has_data(trainer, monitor: str, owner: str) -> None:
+    """At train begin: a ``valid_*`` monitor needs validation data, and ``valid_<name>`` of a
+    built-in metric needs that metric among the Trainer's, else ``fit`` would fail only at the
+    end of the first epoch (a ValueError naming ``owner`` and the monitor)."""
+    if not monitor.startswith("valid_"):
+        return
+    if getattr(trainer, "valid_batches", True) is None:
+        raise ValueError(f"{owner} monitors {monitor!r}, but fit() got no validation data; "
+                         "pass valid data to fit() or monitor a train_ value")
+    name, metrics = metric_name(monitor), getattr(trainer, "metrics", None)
+    if isinstance(metrics, Mapping) and name in BUILTIN_METRICS and name not in metrics:
+        raise ValueError(f"{owner} monitors {monitor!r}, but the Trainer computes no {name!r} "
+                         f"(metrics: {', '.join(metrics) or 'none'}); pass "
+                         f"metrics=[{name!r}, ...] to the Trainer")
 
 
 def monitored_value(logs: dict[str, Any], monitor: str, owner: str) -> float:

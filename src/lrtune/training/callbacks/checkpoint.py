@@ -9,6 +9,7 @@ from typing import Any
 from lrtune import distributed
 from lrtune.training.callbacks.base import (
     Callback,
+    check_monitor_has_data,
     construction_mode,
     monitor_is_better,
     monitored_value,
@@ -67,6 +68,8 @@ class Checkpoint(Callback):
     def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         self.mode = resolve_mode(self.mode_setting, self.monitor,
                                  getattr(trainer, "metrics", None))
+        if self.save_best:
+            check_monitor_has_data(trainer, self.monitor, "Checkpoint")
         self._reset()
         if distributed.is_main():
             remove_stale_temporaries(self.dirname)  # left behind by a writer that was killed

@@ -9,6 +9,7 @@ from lrtune.distributed import unwrap
 from lrtune.finder.snapshot import cpu_copy
 from lrtune.training.callbacks.base import (
     Callback,
+    check_monitor_has_data,
     construction_mode,
     monitor_is_better,
     monitored_value,
@@ -73,6 +74,7 @@ class EarlyStopping(Callback):
     def on_train_begin(self, trainer, logs: dict[str, Any], **kwargs) -> None:
         self.mode = resolve_mode(self.mode_setting, self.monitor,
                                  getattr(trainer, "metrics", None))
+        check_monitor_has_data(trainer, self.monitor, "EarlyStopping")
         self._reset()
 
     def on_epoch_end(self, trainer, logs: dict[str, Any], **kwargs) -> None:
