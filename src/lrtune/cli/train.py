@@ -397,22 +397,21 @@ def _interval_and_length(args, per_epoch: int) -> tuple[str, int]:
 def _confirmation_schedule(args, splits):
     """The schedule ``--lr auto`` confirms under: the one training will use, ``--lr-end`` and
     per-epoch steps included (None for a constant rate or ``plateau``, which starts constant)."""
-    name = args.schedule or "constant"
-    if name in ("constant", "plateau"):
-        return None
     from lrtune.auto import steps_per_epoch
-    from lrtune.schedules import named_schedule
 
     per_epoch = steps_per_epoch(splits.train, args.batch_size * args.accumulation_steps)
-    interval, total = _interval_and_length(args, per_epoch)
+    built = _schedule_values(args, 1.0, per_epoch)
+    if built is None:
+        return None
+    interval = built[0]
     if interval == "batch" and args.lr_end is None:
-        return name  # the preset as auto_lr builds it
+        return args.schedule  # the preset as auto_lr builds it
 
     def schedule(peak: float):  # over the planned run's optimizer steps, as auto_lr reads it
-        lr_at = named_schedule(name, lr=peak, total_steps=total, lr_end=args.lr_end)["lr"]
+        lr_at = _schedule_values(args, peak, per_epoch)[2]["lr"]
         return lr_at if interval == "batch" else (lambda step: lr_at(int(step // per_epoch)))
 
-    schedule.name = f"{name} per {interval}"
+    schedule.name = f"{args.schedule} per {interval}"
     return schedule
 
 
