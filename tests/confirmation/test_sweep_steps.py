@@ -41,6 +41,27 @@ def test_each_rate_scales_every_group_by_the_same_factor(data64, engine):
         assert_same_weights(ref, res.weights[i], rtol=1e-9, atol=1e-11)
 
 
+def decay_groups(net, lr, opt_cls):
+    """The usual transformer setup: weights decay, biases do not (and a rate ratio too)."""
+    return opt_cls([{"params": [net[0].weight, net[2].weight], "weight_decay": 0.1},
+                    {"params": [net[0].bias, net[2].bias], "weight_decay": 0.0,
+                     "lr": lr * 0.5}], lr=lr)
+
+
+@pytest.mark.parametrize("opt_cls", [torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD])
+@pytest.mark.parametrize("engine", ["auto", "vmap", "sequential"])
+def test_groups_differing_only_in_weight_decay_are_vectorised(data64, opt_cls, engine):
+    net = mlp().double()
+    res = sweep(net, decay_groups(net, 1.0, opt_cls), nn.CrossEntropyLoss(), data64, data64,
+                lrs=[0.01, 0.1], steps=20, batch_size=16, engine=engine, keep_weights=True)
+    assert res.engine == ("batched" if engine == "auto" else engine)  # no sequential fallback
+    assert res.settings["optimizer"]["weight_decay"] == [0.1, 0.0]
+    for i, lr in enumerate([0.01, 0.1]):
+        ref = copy.deepcopy(net)
+        ref, _ = _plain_with(ref, decay_groups(ref, lr, opt_cls), data64, steps=20)
+        assert_same_weights(ref, res.weights[i], rtol=1e-9, atol=1e-11)
+
+
 def test_apply_writes_the_chosen_rate_with_the_groups_ratios(data64):
     net = mlp().double()
     res = sweep(net, two_groups(net, 1.0), nn.CrossEntropyLoss(), data64, data64,

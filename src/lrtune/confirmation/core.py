@@ -153,8 +153,10 @@ def sweep(
             called once, under ``torch.manual_seed(seed)``.
         optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, a torch optimizer class or instance.
             A candidate rate is the first param group's; every other group keeps its ratio to
-            it (an instance built on ``model``). SGD, Adam and AdamW (one set of settings) are
-            vectorised; any other optimizer trains the copies one after another.
+            it (an instance built on ``model``). SGD, Adam and AdamW (one set of settings; the
+            groups may differ in their rate and weight decay, as the usual "no decay for
+            biases and norms" groups do) are vectorised; any other optimizer trains the
+            copies one after another.
         loss_fn: ``loss_fn(output, target)`` with mean reduction (``None`` with ``step``).
         train, valid: ``(X, y)`` tensor pairs, DataLoaders or re-iterables of batches.
         step: ``step(model, batch)`` as in :func:`lrtune.find_lr` (see :mod:`lrtune.steps`);

@@ -103,7 +103,9 @@ class _Stacked:
         self.leaves = [_stack(p, k).requires_grad_(p.requires_grad) for _, p in named]
         self.buffers = {n: _stack(b, k) for n, b in model.named_buffers()}
         scales = layout.scales(self.names) if layout is not None else None
-        self.opt = StackedOptimizer(spec, self.leaves, lrs, scales)
+        decays = (layout.per_param(spec.group_decays, self.names)
+                  if layout is not None and spec.group_decays else None)
+        self.opt = StackedOptimizer(spec, self.leaves, lrs, scales, decays)
         self.training = training or Training()
         self.alive = list(range(k))
         self.finished: dict[int, dict[str, torch.Tensor]] = {}

@@ -22,15 +22,18 @@ class OptimSpec:
     """Which optimizer and its settings, everything but the learning rate.
 
     ``hyper`` holds, for ``sgd``: momentum, dampening, nesterov, weight_decay; for ``adam`` and
-    ``adamw``: betas, eps, weight_decay (``adamw`` decouples the decay). Any other optimizer
-    (or groups whose settings differ) is kind ``"generic"``: ``cls`` and the settings of each
-    group in ``groups``; only the sequential engine runs it.
+    ``adamw``: betas, eps, weight_decay (``adamw`` decouples the decay). Param groups that
+    differ only in their weight decay (the usual "no decay for biases and norms" groups) keep
+    one decay per group in ``group_decays`` (``hyper`` has the first group's). Any other
+    optimizer (or groups whose other settings differ) is kind ``"generic"``: ``cls`` and the
+    settings of each group in ``groups``; only the sequential engine runs it.
     """
 
     kind: str
     hyper: dict[str, Any] = field(default_factory=dict)
     cls: type | None = None
     groups: tuple[dict[str, Any], ...] = ()
+    group_decays: tuple[float, ...] = ()
 
     @property
     def vectorisable(self) -> bool:
@@ -48,6 +51,8 @@ class OptimSpec:
             return self.cls(param_groups)
         param_groups = [{"params": params, "lr": lr * ratio}
                         for params, ratio in zip(groups, ratios, strict=True)]
+        for group, decay in zip(param_groups, self.group_decays, strict=False):
+            group["weight_decay"] = decay
         if self.kind == "sgd":
             return torch.optim.SGD(param_groups, lr=lr, **self.hyper)
         cls = torch.optim.Adam if self.kind == "adam" else torch.optim.AdamW
@@ -56,8 +61,11 @@ class OptimSpec:
     def describe(self) -> dict[str, Any]:
         if self.kind == "generic":
             return {"kind": self.cls.__name__}
-        return {"kind": self.kind, **{k: list(v) if isinstance(v, tuple) else v
-                                       for k, v in self.hyper.items()}}
+        out = {"kind": self.kind, **{k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in self.hyper.items()}}
+        if self.group_decays:
+            out["weight_decay"] = list(self.group_decays)
+        return out
 
 
 def optim_spec(optimizer, opt_kwargs: dict | None = None) -> OptimSpec:
@@ -105,20 +113,24 @@ def _spec_of(opt: torch.optim.Optimizer) -> OptimSpec:
                 for g in groups]
     generic = OptimSpec("generic", cls=type(opt), groups=tuple(settings))
     g = settings[0]
-    if any(s != g for s in settings[1:]) or g.get("maximize") or g.get("differentiable") \
-            or g.get("amsgrad"):
+    decays = [s.get("weight_decay") for s in settings]
+    others = [{k: v for k, v in s.items() if k != "weight_decay"} for s in settings]
+    if any(s != others[0] for s in others[1:]) or g.get("maximize") or g.get("differentiable") \
+            or g.get("amsgrad") or not all(isinstance(d, int | float) for d in decays):
         return generic
+    per_group = tuple(float(d) for d in decays) if len(set(decays)) > 1 else ()
     if type(opt) is torch.optim.SGD:
         return OptimSpec("sgd", {"momentum": float(g["momentum"]),
                                  "dampening": float(g["dampening"]),
                                  "nesterov": bool(g["nesterov"]),
-                                 "weight_decay": float(g["weight_decay"])})
+                                 "weight_decay": float(g["weight_decay"])},
+                         group_decays=per_group)
     if type(opt) in (torch.optim.Adam, torch.optim.AdamW):
         decoupled = type(opt) is torch.optim.AdamW or bool(g.get("decoupled_weight_decay"))
         betas = tuple(float(b) for b in g["betas"])
         return OptimSpec("adamw" if decoupled else "adam",
                          {"betas": betas, "eps": float(g["eps"]),
-                          "weight_decay": float(g["weight_decay"])})
+                          "weight_decay": float(g["weight_decay"])}, group_decays=per_group)
     return generic
 
 
@@ -133,8 +145,13 @@ class Layout:
 
     def scales(self, names: list[str]) -> list[float]:
         """Per parameter name, its group's ratio (0 for a parameter no group trains)."""
-        ratio = {n: r for group, r in zip(self.groups, self.ratios, strict=True) for n in group}
-        return [ratio.get(n, 0.0) for n in names]
+        return self.per_param(self.ratios, names)
+
+    def per_param(self, values, names: list[str]) -> list[float]:
+        """Per parameter name, its group's entry of ``values`` (one per group; 0 for a
+        parameter no group trains)."""
+        of = {n: v for group, v in zip(self.groups, values, strict=True) for n in group}
+        return [of.get(n, 0.0) for n in names]
 
 
 def layout_of(model: torch.nn.Module, optimizer) -> Layout:
@@ -170,27 +187,31 @@ class StackedOptimizer:
         params: the stacked leaves, updated in place by :meth:`step`.
         lrs: the K learning rates (Python floats) of the first param group.
         scales: per parameter, its group's rate relative to the first group's (default 1).
+        decays: per parameter, its group's weight decay (default: the spec's, for all).
     """
 
     def __init__(self, spec: OptimSpec, params: list[torch.Tensor], lrs: list[float],
-                 scales: list[float] | None = None) -> None:
+                 scales: list[float] | None = None, decays: list[float] | None = None) -> None:
         if spec.kind not in KINDS:
             raise ValueError(f"unknown optimizer kind {spec.kind!r}")
         self.spec = spec
         self.lrs = [float(v) for v in lrs]
         self.scales = [1.0] * len(params) if scales is None else [float(v) for v in scales]
+        self.decays = ([float(spec.hyper["weight_decay"])] * len(params) if decays is None
+                       else [float(v) for v in decays])
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
         self._scalars: dict[str, list[torch.Tensor]] = {}
 
     def _per_copy(self, key: str, value, params) -> list[torch.Tensor]:
-        """One ``(K, 1, ..., 1)`` tensor of ``value(rate)`` per parameter (``rate``: the copy's
-        rate times the parameter's group scale), in its dtype and device."""
+        """One ``(K, 1, ..., 1)`` tensor of ``value(rate, decay)`` per parameter (``rate``: the
+        copy's rate times the parameter's group scale; ``decay``: its weight decay), in its
+        dtype and device."""
         cached = self._scalars.get(key)
         if cached is not None:
             return cached
         out = []
-        for p, scale in zip(params, self.scales, strict=True):
-            t = torch.tensor([value(lr * scale) for lr in self.lrs], dtype=p.dtype,
+        for p, scale, decay in zip(params, self.scales, self.decays, strict=True):
+            t = torch.tensor([value(lr * scale, decay) for lr in self.lrs], dtype=p.dtype,
                              device=p.device)
             out.append(t.view((len(self.lrs),) + (1,) * (p.dim() - 1)))
         self._scalars[key] = out
@@ -208,16 +229,13 @@ class StackedOptimizer:
         # torch's single-tensor formulas, each as one ``_foreach`` call over every parameter
         # (per tensor the same kernel, so the same rounding; one dispatch instead of one each)
         h = self.spec.hyper
-        momentum, dampening = h["momentum"], h["dampening"]
-        wd, nesterov = h["weight_decay"], h["nesterov"]
-        neg_lrs = self._per_copy("neg_lr", lambda lr: -lr, params)
+        momentum, dampening, nesterov = h["momentum"], h["dampening"], h["nesterov"]
+        neg_lrs = self._per_copy("neg_lr", lambda lr, _: -lr, params)
         live = [i for i, g in enumerate(grads) if g is not None]
         if not live:
             return
         ps = [params[i] for i in live]
-        gs = [grads[i] for i in live]
-        if wd != 0:
-            gs = torch._foreach_add(gs, ps, alpha=wd)
+        gs = self._coupled_decay(live, ps, [grads[i] for i in live])
         if momentum != 0:
             old = [j for j, i in enumerate(live) if "momentum_buffer" in self.state[i]]
             if old:
@@ -236,10 +254,9 @@ class StackedOptimizer:
         # share a step count (all, unless some had no gradient on some step)
         h = self.spec.hyper
         beta1, beta2 = h["betas"]
-        eps, wd = h["eps"], h["weight_decay"]
+        eps = h["eps"]
         decoupled = self.spec.kind == "adamw"
-        decay = (self._per_copy("decay", lambda lr: 1 - lr * wd, params)
-                 if decoupled and wd != 0 else None)
+        decay = self._per_copy("decay", lambda lr, wd: 1 - lr * wd, params) if decoupled else None
         by_step: dict[int, list[int]] = {}
         for i, g in enumerate(grads):
             if g is None:
@@ -254,11 +271,13 @@ class StackedOptimizer:
         for step, idx in by_step.items():
             ps = [params[i] for i in idx]
             gs = [grads[i] for i in idx]
-            if wd != 0:
-                if decoupled:
-                    torch._foreach_mul_(ps, [decay[i] for i in idx])
-                else:
-                    gs = torch._foreach_add(gs, ps, alpha=wd)
+            if decoupled:
+                decayed = [j for j, i in enumerate(idx) if self.decays[i] != 0]
+                if decayed:
+                    torch._foreach_mul_([ps[j] for j in decayed],
+                                        [decay[idx[j]] for j in decayed])
+            else:
+                gs = self._coupled_decay(idx, ps, gs)
             exp_avgs = [self.state[i]["exp_avg"] for i in idx]
             exp_avg_sqs = [self.state[i]["exp_avg_sq"] for i in idx]
             torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
@@ -271,6 +290,17 @@ class StackedOptimizer:
             torch._foreach_add_(denom, eps)
             neg_steps = self._neg_steps([(i, params[i]) for i in idx], bias_correction1)
             torch._foreach_addcdiv_(ps, torch._foreach_mul(exp_avgs, neg_steps), denom)
+
+    def _coupled_decay(self, idx: list[int], ps: list, gs: list) -> list:
+        """``grad + weight_decay * param`` (torch's SGD and Adam), one ``_foreach`` call per
+        distinct decay; parameters without decay keep their gradient."""
+        out = list(gs)
+        for wd in {self.decays[i] for i in idx} - {0.0}:
+            at = [j for j, i in enumerate(idx) if self.decays[i] == wd]
+            added = torch._foreach_add([gs[j] for j in at], [ps[j] for j in at], alpha=wd)
+            for j, g in zip(at, added, strict=True):
+                out[j] = g
+        return out
 
     def _neg_steps(self, indexed, bias_correction1: float) -> list[torch.Tensor]:
         """Per parameter, Adam's ``-lr / bias_correction1`` of every copy as ``(K, 1, ...)``,
