@@ -131,10 +131,13 @@ def sweep(
     Every copy starts from the same initial weights and sees the same batches in the same order
     (and the same dropout masks); only the rate differs. Each copy's weights after N steps are
     those of a separate plain torch run at that rate with ``torch.manual_seed(seed)`` (same
-    up to floating-point rounding). A copy whose training loss becomes non-finite stops there
-    (diverged) and cannot be chosen. With successive halving (``halving``, on by default) a
-    copy that is clearly worse than the best at a rung stops there too
-    (``result.stopped_step``) and cannot be chosen; the others train on exactly as without it.
+    up to floating-point rounding; with dropout, for ``nn.Dropout`` layers: dropout inside
+    other modules, such as ``nn.TransformerEncoderLayer``, draws masks under the vmap engine
+    that the copies share but a plain run would not draw). A copy whose training loss becomes
+    non-finite stops there (diverged) and cannot be chosen. With successive halving
+    (``halving``, on by default) a copy that is clearly worse than the best at a rung stops
+    there too (``result.stopped_step``) and cannot be chosen; the others train on exactly as
+    without it.
 
     The choice (``choice``, see :func:`lrtune.confirmation.result.choose`): by default
     (``"window"``) each copy's validation *loss* averaged over the last quarter of its
