@@ -143,3 +143,24 @@ def test_a_diverging_rate_stops_like_a_plain_run_and_the_others_go_on(data):
     assert_same_weights(ref, res.weights[1])
     assert res.chosen_lr == 1e-2 and res.final_metric[1] is None
     assert len(res.valid_metric[0]) == 3 and res.valid_metric[1][-1] is None
+
+
+class _Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.encode = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.encode(self.embed(x).unsqueeze(1)).mean(1))
+
+
+def test_torchs_missing_batching_rule_note_does_not_reach_the_user(data):
+    # eval mode runs TransformerEncoderLayer's fused kernel, which vmap runs without a batching
+    # rule and says so with a UserWarning asking to file a torch issue (an error under this
+    # suite's warning filter); lrtune's users have nothing to do about it
+    torch.manual_seed(0)
+    res = sweep(_Encoder(), "adam", nn.CrossEntropyLoss(), data, data, lrs=[1e-3, 1e-2], steps=3,
+                batch_size=32)
+    assert res.engine == "vmap" and len(res.valid_loss[0]) == 1

@@ -267,6 +267,7 @@ class BatchedMLPEngine(_Stacked):
 
 
 # -- torch.func.vmap over functional_call -------------------------------------------------------
+VMAP_FALLBACK_NOTE = "There is a performance drop because we have not yet implemented the batching"
 class VmapEngine(_Stacked):
     name = "vmap"
 
@@ -282,7 +283,12 @@ class VmapEngine(_Stacked):
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         self.template.train(train)
         params = dict(zip(self.names, self.leaves, strict=True))
-        return primary_output(self._vcall(params, self.buffers, x))  # (logits, aux) -> logits
+        with warnings.catch_warnings():
+            # torch's note that an op (e.g. the fused TransformerEncoderLayer of eval mode) runs
+            # without a batching rule asks the reader to file a torch issue: not the user's
+            warnings.filterwarnings("ignore", VMAP_FALLBACK_NOTE, UserWarning)
+            out = self._vcall(params, self.buffers, x)
+        return primary_output(out)  # (logits, aux) -> logits
 
 
 # -- K real modules ----------------------------------------------------------------------------
