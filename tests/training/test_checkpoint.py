@@ -139,6 +139,35 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
 
 
+def test_resume_continues_a_data_loaders_own_generator(tmp_path, data):
+    """A DataLoader seeded with ``generator=`` draws its order from that generator, not from
+    torch's RNG: the checkpoint keeps its state, so the resumed epochs see the batches the
+    uninterrupted run saw (a fresh loader, as a restarted process builds it)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def loader():
+        return DataLoader(TensorDataset(*data[0]), batch_size=16, shuffle=True,
+                          generator=torch.Generator().manual_seed(5))
+
+    def fit(folder, crash=None, resume=None):
+        model = make_model(seed=0)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        callbacks = [Checkpoint(folder)] + ([CrashAt(*crash)] if crash else [])
+        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), callbacks=callbacks, device="cpu",
+                          verbose=0)
+        trainer.fit(loader(), data[1], epochs=4, resume=resume)
+        return trainer
+
+    straight = fit(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "b", crash=(3, 2))
+    resumed = fit(tmp_path / "b", resume=tmp_path / "b" / "last.pt")
+    for a, b in zip(straight.model.state_dict().values(),
+                    resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.history.batches == straight.history.batches
+
+
 def test_checkpoint_contents_and_best(tmp_path, data):
     trainer, _, _ = _run(tmp_path, 0)
     trainer.fit(*data, epochs=3, batch_size=32)

@@ -15,6 +15,7 @@ from torch import nn
 
 from lrtune import distributed
 from lrtune.data.batching import TensorBatches, as_batches
+from lrtune.finder.snapshot import data_generators
 from lrtune.steps import (
     Step,
     StepRunner,
@@ -572,6 +573,8 @@ class Trainer:
             "rng_ranks": distributed.gather_objects(rng_state()) if distributed.is_distributed()
             else None,
             "data": data,
+            # a DataLoader's own generator= draws its order (and worker seeds): not torch's RNG
+            "data_generators": [g.get_state() for g in data_generators(self.train_batches)],
             "augment": self.augment.state_dict() if hasattr(self.augment, "state_dict") else None,
             "extra": dict(extra or {}),
         }
@@ -612,6 +615,10 @@ class Trainer:
         distributed.unwrap(self.model).load_state_dict(state["model"])  # checked above
         if data is not None and isinstance(self.train_batches, TensorBatches):
             self.train_batches.passes = data["passes"]
+        saved, generators = state.get("data_generators") or [], data_generators(self.train_batches)
+        if len(saved) == len(generators):  # the same DataLoader set-up: its order continues
+            for generator, generator_state in zip(generators, saved, strict=True):
+                generator.set_state(generator_state)
         if state.get("augment") is not None and hasattr(self.augment, "load_state_dict"):
             self.augment.load_state_dict(state["augment"])
         self.history.load_state_dict(state["history"])
