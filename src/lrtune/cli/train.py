@@ -330,9 +330,7 @@ def _momentum_at_peak(args, splits) -> float | None:
     1/(1 - momentum) = 6.7x longer). ``None`` when the schedule leaves momentum alone."""
     import numpy as np
 
-    from lrtune.auto import steps_per_epoch
-
-    per_epoch = steps_per_epoch(splits.train, args.batch_size * args.accumulation_steps)
+    per_epoch = _search_steps_per_epoch(args, splits)
     built = _schedule_values(args, 1.0, per_epoch)
     if built is None or "momentum" not in built[2]:
         return None
@@ -387,6 +385,14 @@ def _search(args, splits, model, net, optimizer, loss_fn, device,
     return float(lr), source
 
 
+def _search_steps_per_epoch(args, splits) -> int:
+    """Optimizer steps per epoch as ``auto_lr`` counts them (rank 0, the whole train data,
+    ``--accumulation-steps`` batches per step): the unit its schedule is read in."""
+    from lrtune.auto import steps_per_epoch
+
+    return steps_per_epoch(splits.train, args.batch_size * args.accumulation_steps)
+
+
 def _interval_and_length(args, per_epoch: int) -> tuple[str, int]:
     """How often training steps its schedule (``"batch"``: every optimizer step, ``per_epoch``
     of them per epoch; or ``"epoch"``) and how many times."""
@@ -397,9 +403,7 @@ def _interval_and_length(args, per_epoch: int) -> tuple[str, int]:
 def _confirmation_schedule(args, splits):
     """The schedule ``--lr auto`` confirms under: the one training will use, ``--lr-end`` and
     per-epoch steps included (None for a constant rate or ``plateau``, which starts constant)."""
-    from lrtune.auto import steps_per_epoch
-
-    per_epoch = steps_per_epoch(splits.train, args.batch_size * args.accumulation_steps)
+    per_epoch = _search_steps_per_epoch(args, splits)
     built = _schedule_values(args, 1.0, per_epoch)
     if built is None:
         return None

@@ -22,9 +22,8 @@ from lrtune.confirmation.result import (
     tolerances,
     window_scores,
 )
-from lrtune.data.batching import as_batches, batches_per_epoch
+from lrtune.data.batching import as_batches, batches_per_epoch, kept_generators
 from lrtune.finder.range_test import _endless  # the range test's endless batch stream
-from lrtune.finder.snapshot import kept_generators
 from lrtune.steps import (
     Step,
     check_precision,

@@ -268,6 +268,8 @@ class BatchedMLPEngine(_Stacked):
 
 # -- torch.func.vmap over functional_call -------------------------------------------------------
 VMAP_FALLBACK_NOTE = "There is a performance drop because we have not yet implemented the batching"
+
+
 class VmapEngine(_Stacked):
     name = "vmap"
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
 from torch import nn
+
+from lrtune.data.batching import data_generators
 
 
 def cpu_copy(obj):
@@ -18,34 +19,6 @@ def cpu_copy(obj):
     if isinstance(obj, list | tuple):
         return type(obj)(cpu_copy(v) for v in obj)
     return copy.deepcopy(obj)
-
-
-def data_generators(*sources) -> list[torch.Generator]:
-    """The ``torch.Generator`` objects the data draw their order from: a DataLoader's own
-    ``generator=`` (which also seeds its workers) and its sampler's."""
-    found: list[torch.Generator] = []
-    for source in sources:
-        batch_sampler = getattr(source, "batch_sampler", None)
-        for holder in (source, getattr(source, "sampler", None),
-                       getattr(batch_sampler, "sampler", None)):
-            generator = getattr(holder, "generator", None)
-            if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
-                found.append(generator)
-    return found
-
-
-@contextlib.contextmanager
-def kept_generators(*sources):
-    """Put the data's generators (:func:`data_generators`) back afterwards: iterating a
-    DataLoader seeded with ``generator=`` advances it, which would change the order of the
-    user's next epoch."""
-    generators = data_generators(*sources)
-    states = [g.get_state() for g in generators]
-    try:
-        yield
-    finally:
-        for generator, state in zip(generators, states, strict=True):
-            generator.set_state(state)
 
 
 class Snapshot:

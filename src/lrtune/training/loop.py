@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from lrtune import distributed
-from lrtune.data.batching import TensorBatches, as_batches
-from lrtune.finder.snapshot import data_generators
+from lrtune.data.batching import TensorBatches, as_batches, data_generators
 from lrtune.steps import (
     Step,
     StepRunner,
